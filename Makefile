@@ -1,0 +1,35 @@
+# The two quickstart commands: `make run` (whole pipeline on real MNIST) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUN    ?= runs/default
+LE     := $(BIN)/lenet-edge
+
+.PHONY: run test test-slow lint system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+run: $(VENV)/.installed
+	$(LE) data fetch
+	$(LE) train --out $(RUN)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(VENV)/.installed system-deps lint
+	$(BIN)/pytest -q
+
+test-slow: $(VENV)/.installed system-deps
+	$(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf runs build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m lenet_edge``."""
+
+from lenet_edge.cli import run
+
+run()
