@@ -33,7 +33,8 @@ class TflmModel:
         try:
             with quiet_stderr():
                 self._it = rt.Interpreter.from_bytes(
-                    bytes(model_bytes), arena_size=arena_size or max(64 * 1024, 4 * len(model_bytes))
+                    bytes(model_bytes),
+                    arena_size=arena_size or max(64 * 1024, 4 * len(model_bytes)),
                 )
         except (RuntimeError, ValueError) as exc:
             raise FirmwareExportError(f"TFLM cannot load the model: {exc}") from None

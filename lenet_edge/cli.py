@@ -22,6 +22,10 @@ COMMAND_MODULES = (
     "data",
     "model",
     "train",
+    "export_c",
+    "quantize",
+    "verify",
+    "mcu_test",
 )
 
 
@@ -78,17 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
-        click.echo("error: interrupted; outputs written so far are complete, nothing partial was "
-                   "left", err=True)
+        click.echo(
+            "error: interrupted; outputs written so far are complete, nothing partial was left",
+            err=True,
+        )
         code = EXIT_INTERRUPTED
     except _known_errors() as exc:
         click.echo(f"error: {_one_line(str(exc))}", err=True)
         code = getattr(exc, "exit_code", EXIT_FAILURE)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+    except Exception as exc:
         if os.environ.get("LENET_EDGE_DEBUG"):
             raise
-        click.echo(f"error: internal error, {type(exc).__name__}: {_one_line(str(exc))[:300]} "
-                   "(rerun with LENET_EDGE_DEBUG=1 for a traceback and report it)", err=True)
+        click.echo(
+            f"error: internal error, {type(exc).__name__}: {_one_line(str(exc))[:300]} "
+            "(rerun with LENET_EDGE_DEBUG=1 for a traceback and report it)",
+            err=True,
+        )
         code = EXIT_FAILURE
     sys.stdout.flush()
     return int(code)

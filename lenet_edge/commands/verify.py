@@ -1,0 +1,204 @@
+"""``lenet-edge verify``."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.interpreters import BACKENDS
+
+EPILOG = (
+    "Backends: litert = ai_edge_litert with its default kernels (XNNPACK); litert-ref = "
+    "LiteRT's reference kernels; tflm = the TFLM Python interpreter, the kernels the MCU runs "
+    "and the golden reference for the firmware; tflite-runtime = the legacy package, only "
+    "where it installs and imports (its 2.14 wheels need NumPy < 2); all = every available "
+    "one, side by side, with pairwise output differences in LSB. The input is prepared from "
+    "the model's own input tensor (28x28 or 32x32; int8, uint8 or float32 with its scale and "
+    "zero point), so any LeNet .tflite verifies, float ones included. The minimum TFLM arena "
+    "is measured on this host (x86-64). Exit status: 0 passed, 1 failed (including "
+    "--min-accuracy), 2 usage error."
+)
+
+
+class PercentType(click.ParamType):
+    """An accuracy in percent: ``99.1`` or ``99.1%``. Fractions (<= 1) are refused."""
+
+    name = "PERCENT"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().rstrip("%").strip()
+        try:
+            v = float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a number (give a percentage such as 99.0)", param, ctx)
+        if not 1.0 < v <= 100.0:
+            hint = f" ({v} looks like a fraction; write {100 * v:g})" if 0 < v <= 1 else ""
+            self.fail(f"{value} is not a percentage in (1, 100]{hint}", param, ctx)
+        return v
+
+
+def _command_line(
+    model: Path,
+    reference: Path | None,
+    backends: tuple[str, ...],
+    min_accuracy: float | None,
+    json_out: Path | None,
+    limit: int | None,
+    arena: bool,
+    data_dir: str | None,
+) -> str:
+    args = ["lenet-edge", "verify", str(model)]
+    if reference is not None:
+        args += ["--reference", str(reference)]
+    for b in backends:
+        args += ["--backend", b]
+    if min_accuracy is not None:
+        args += ["--min-accuracy", f"{min_accuracy:g}"]
+    if json_out is not None:
+        args += ["--json", str(json_out)]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    if not arena:
+        args.append("--no-arena")
+    if data_dir:
+        args += ["--data-dir", data_dir]
+    return shlex.join(args)
+
+
+@click.command("verify", epilog=EPILOG)
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Float reference: the .keras model the .tflite came from (or a float "
+    ".tflite). Adds float accuracy, float/int8 top-1 agreement, the images where "
+    "they disagree and the probability differences.",
+)
+@click.option(
+    "--backend",
+    "backends",
+    type=click.Choice([*BACKENDS, "all"]),
+    multiple=True,
+    default=("litert",),
+    show_default=True,
+    help="Interpreter(s) to run; repeat the option or use 'all'.",
+)
+@click.option(
+    "--min-accuracy",
+    type=PercentType(),
+    default=None,
+    help="CI gate, in PERCENT (e.g. 98.5 or 98.5%): exit 1 when the top-1 accuracy "
+    "on any backend is below it. The JSON is written first.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write every figure to this JSON file.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=10000),
+    default=None,
+    help="Only the first N test images (smoke runs; the report says so).",
+)
+@click.option(
+    "--arena/--no-arena", default=True, show_default=True, help="Measure the minimum TFLM arena."
+)
+@data_dir_option
+@quiet_option
+def command(
+    model: Path,
+    reference: Path | None,
+    backends: tuple[str, ...],
+    min_accuracy: float | None,
+    json_out: Path | None,
+    limit: int | None,
+    arena: bool,
+    data_dir: str | None,
+    quiet: bool,
+) -> None:
+    """Verify a .tflite LeNet on the 10,000 MNIST test images.
+
+    Reports top-1 accuracy, per-class accuracy and the confusion matrix, per-image host
+    latency, and with --reference the float accuracy, float/int8 agreement, the mean
+    absolute difference of the dequantized probabilities and the disagreeing images.
+    """
+    from lenet_edge import __version__, data
+    from lenet_edge.errors import LenetEdgeError
+    from lenet_edge.fsutil import atomic_write_json, check_output_file
+    from lenet_edge.interpreters import read_tflite
+    from lenet_edge.train import package_versions
+    from lenet_edge.verify import (
+        check_min_accuracy,
+        check_reference_file,
+        format_report,
+        load_reference,
+        resolve_backends,
+        verify,
+    )
+
+    # Validate every input (and the output path) before any heavy work.
+    tfl = read_tflite(model)
+    if reference is not None:
+        check_reference_file(reference)
+    if json_out is not None:
+        check_output_file(json_out)
+    names, skipped = resolve_backends(list(backends))
+    mnist = data.load(data_dir)
+    images, labels = mnist.x_test, mnist.y_test
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+
+    ref = None
+    if reference is not None:
+        if not quiet:
+            click.echo(f"float reference: {reference}", err=True)
+        ref = load_reference(reference, images)
+    report = verify(
+        tfl,
+        images,
+        labels,
+        names,
+        reference=ref,
+        skipped=skipped,
+        quiet=quiet,
+        arena=arena,
+        split="test",
+        subset=None if limit is None else f"first {limit} images only",
+    )
+    report["tool"] = f"lenet-edge {__version__}"
+    report["command"] = _command_line(
+        model, reference, backends, min_accuracy, json_out, limit, arena, data_dir
+    )
+    report["versions"] = package_versions()
+    report["gate"] = None
+    if min_accuracy is not None:
+        worst = min(100 * r["accuracy"] for r in report["results"].values())
+        report["gate"] = {
+            "min_accuracy_percent": min_accuracy,
+            "worst_accuracy_percent": worst,
+            "passed": worst >= min_accuracy,
+        }
+    sys.stderr.flush()
+    click.echo(format_report(report))
+    if json_out is not None:
+        try:
+            atomic_write_json(json_out, report)
+        except OSError as exc:
+            raise LenetEdgeError(f"cannot write {json_out}: {exc.strerror or exc}") from None
+        click.echo(f"\nfigures written to {json_out}")
+    check_min_accuracy(report, min_accuracy)
+    if min_accuracy is not None:
+        click.echo(f"passed: accuracy >= {min_accuracy:g}% on {', '.join(report['results'])}")

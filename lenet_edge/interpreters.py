@@ -1,0 +1,649 @@
+"""Reading ``.tflite`` files and running them on the host interpreters.
+
+Nothing here imports TensorFlow. The flatbuffer is parsed with the schema bindings shipped with
+``ai-edge-litert``, and verified by LiteRT's own flatbuffer verifier, so a missing, truncated or
+foreign file is refused with one line before any heavy work starts.
+
+Backends (all run the model one image at a time, batch 1, as the MCU does):
+
+- ``litert``: ``ai_edge_litert`` with its default kernels (XNNPACK delegate), one thread;
+- ``litert-ref``: ``ai_edge_litert`` with the reference op resolver (``BUILTIN_REF``);
+- ``tflm``: the TFLM Python interpreter (``tflite-micro``), the kernels the MCU runs. It is the
+  golden reference for everything on the firmware side;
+- ``tflite-runtime``: the legacy ``tflite_runtime`` package, only where it is installed and
+  imports (its newest wheels, 2.14, are built against NumPy < 2).
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware_export.sysutil import quiet_stderr
+from lenet_edge.errors import LenetEdgeError, ModelFileError
+from lenet_edge.fsutil import sha256_bytes
+
+BACKENDS = ("litert", "litert-ref", "tflm", "tflite-runtime")
+GOLDEN_BACKEND = "tflm"
+TFLITE_IDENTIFIER = b"TFL3"
+#: Ops that do arithmetic with weights (their input 1 is the weight tensor, input 2 the bias).
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+_NP_DTYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "float64": np.float64,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "bool": np.bool_,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# File validation and flatbuffer parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _schema() -> Any:
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _enum_names(enum_cls: Any) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def sniff_model_file(path: Path) -> str:
+    """The kind of model file at ``path`` from its first bytes: ``tflite``, ``keras`` (a zip,
+    as Keras 3 writes), ``h5`` (legacy HDF5), ``savedmodel`` (a directory) or ``unknown``.
+
+    Raises :class:`ModelFileError` when the path is missing, unreadable or empty.
+    """
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ModelFileError(f"{path} is a directory, not a model file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
+    if not head:
+        raise ModelFileError(f"{path}: empty file")
+    if len(head) == 8 and head[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
+    if head[:4] == b"PK\x03\x04":
+        return "keras"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "h5"
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a ``.tflite`` graph."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scales: tuple[float, ...] = ()
+    zero_points: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+    constant: bool = False
+
+    @property
+    def quantized(self) -> bool:
+        """True when the tensor carries a scale (an affine-quantized tensor)."""
+        return len(self.scales) > 0
+
+    @property
+    def scale(self) -> float:
+        """The (first) scale; per-tensor quantized tensors have exactly one."""
+        return float(self.scales[0]) if self.scales else 0.0
+
+    @property
+    def zero_point(self) -> int:
+        """The (first) zero point."""
+        return int(self.zero_points[0]) if self.zero_points else 0
+
+    @property
+    def np_dtype(self) -> Any:
+        """The NumPy dtype of the tensor."""
+        if self.dtype not in _NP_DTYPES:
+            raise ModelFileError(f"tensor {self.name!r} has unsupported type {self.dtype}")
+        return np.dtype(_NP_DTYPES[self.dtype])
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form: name, shape, dtype, scale(s), zero point(s)."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "scales": [float(s) for s in self.scales],
+            "zero_points": [int(z) for z in self.zero_points],
+            "quantized_dimension": self.quantized_dimension if len(self.scales) > 1 else None,
+            "constant": self.constant,
+        }
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One operator: its name (``CONV_2D``, or ``CUSTOM:<code>``) and tensor indices."""
+
+    index: int
+    name: str
+    version: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TfliteModel:
+    """A parsed, verified ``.tflite`` flatbuffer (single subgraph, one input, one output)."""
+
+    data: bytes
+    source: str
+    ops: tuple[OpInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+    input_indices: tuple[int, ...]
+    output_indices: tuple[int, ...]
+    description: str
+    _constants: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the flatbuffer bytes."""
+        return sha256_bytes(self.data)
+
+    @property
+    def size(self) -> int:
+        """Size of the flatbuffer in bytes."""
+        return len(self.data)
+
+    @property
+    def op_names(self) -> list[str]:
+        """Operator names in execution order."""
+        return [op.name for op in self.ops]
+
+    @property
+    def input(self) -> TensorInfo:
+        """The model input tensor."""
+        return self.tensors[self.input_indices[0]]
+
+    @property
+    def output(self) -> TensorInfo:
+        """The model output tensor."""
+        return self.tensors[self.output_indices[0]]
+
+    def constant(self, index: int) -> np.ndarray:
+        """The value of a constant tensor (weights, biases, shapes)."""
+        if index not in self._constants:
+            raise KeyError(f"tensor {index} ({self.tensors[index].name}) is not a constant")
+        return self._constants[index]
+
+    def producer(self, tensor_index: int) -> OpInfo | None:
+        """The op that writes ``tensor_index`` (None for graph inputs and constants)."""
+        for op in self.ops:
+            if tensor_index in op.outputs:
+                return op
+        return None
+
+    @property
+    def kind(self) -> str:
+        """``int8`` (full integer), ``float32``, ``int16x8``, ``dynamic-range`` (int8 weights,
+        float activations) or ``float16`` (float16 weights), from the weighted ops."""
+        weights: set[str] = set()
+        acts: set[str] = set()
+        for op in self.ops:
+            if op.name in WEIGHTED_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0:
+                w = self.tensors[op.inputs[1]]
+                if not w.constant:  # float16 weights pass through a DEQUANTIZE op
+                    prod = self.producer(w.index)
+                    if prod is not None and prod.name == "DEQUANTIZE":
+                        w = self.tensors[prod.inputs[0]]
+                weights.add(w.dtype)
+                acts.add(self.tensors[op.inputs[0]].dtype)
+        if not weights:
+            return self.output.dtype if self.output.dtype == "float32" else "unknown"
+        if acts == {"int8"} and weights == {"int8"}:
+            return "int8"
+        if acts == {"int16"}:
+            return "int16x8"
+        if acts == {"float32"} and weights == {"float32"}:
+            return "float32"
+        if acts == {"float32"} and weights == {"float16"}:
+            return "float16"
+        if acts == {"float32"} and weights <= {"int8", "float32"}:
+            return "dynamic-range"
+        return "mixed"
+
+    @property
+    def outputs_probabilities(self) -> bool:
+        """True when the output comes from SOFTMAX (possibly through (DE)QUANTIZE ops)."""
+        idx = self.output.index
+        while True:
+            op = self.producer(idx)
+            if op is None:
+                return False
+            if op.name in ("QUANTIZE", "DEQUANTIZE"):
+                idx = op.inputs[0]
+                continue
+            return op.name == "SOFTMAX"
+
+    def summary(self) -> dict[str, Any]:
+        """JSON form: size, SHA-256, op list, I/O and every tensor."""
+        return {
+            "size_bytes": self.size,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "ops": self.op_names,
+            "op_versions": {op.name: op.version for op in self.ops},
+            "input": self.input.as_dict(),
+            "output": self.output.as_dict(),
+            "tensors": [t.as_dict() for t in self.tensors],
+        }
+
+
+def _litert_verify(data: bytes, source: str) -> None:
+    """Run LiteRT's flatbuffer verifier (and op resolution) on ``data``."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        with quiet_stderr():
+            Interpreter(
+                model_content=data,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+    except ValueError as exc:
+        first = (str(exc).strip().splitlines() or ["invalid model"])[0]
+        raise ModelFileError(f"{source}: not a valid .tflite model ({first})") from None
+
+
+def parse_tflite(data: bytes, source: str = "<bytes>") -> TfliteModel:
+    """Parse and verify a ``.tflite`` flatbuffer. Raises :class:`ModelFileError` on anything
+    that is not a complete, single-subgraph, one-input one-output TFLite model."""
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFileError(f"{source}: not a .tflite flatbuffer (no TFL3 identifier)")
+    s = _schema()
+    try:
+        model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception:  # struct.error, IndexError, ValueError...: all mean truncated
+        raise ModelFileError(
+            f"{source}: truncated or corrupted .tflite ({len(data)} bytes); regenerate it"
+        ) from None
+    _litert_verify(data, source)
+    if not model.subgraphs:
+        raise ModelFileError(f"{source}: the model has no subgraph")
+    if len(model.subgraphs) > 1:
+        raise ModelFileError(
+            f"{source}: {len(model.subgraphs)} subgraphs; only single-subgraph "
+            "models (no control flow) are supported"
+        )
+    sg = model.subgraphs[0]
+    type_names = _enum_names(s.TensorType)
+    op_names = _enum_names(s.BuiltinOperator)
+    buffers = model.buffers or []
+
+    def dtype_name(code: int) -> str:
+        return type_names.get(code, f"type{code}").lower()
+
+    def buffer_bytes(i: int) -> bytes | None:
+        if i <= 0 or i >= len(buffers) or buffers[i] is None:
+            return None
+        b = buffers[i]
+        if b.data is not None and len(b.data):
+            return np.asarray(b.data, dtype=np.uint8).tobytes()
+        if b.offset > 1 and b.size:
+            return data[b.offset : b.offset + b.size]
+        return None
+
+    tensors: list[TensorInfo] = []
+    constants: dict[int, np.ndarray] = {}
+    for i, t in enumerate(sg.tensors or []):
+        q = t.quantization
+        scales: tuple[float, ...] = ()
+        zps: tuple[int, ...] = ()
+        qdim = 0
+        if q is not None and q.scale is not None and len(q.scale):
+            scales = tuple(float(v) for v in q.scale)
+            zps = tuple(int(v) for v in (q.zeroPoint if q.zeroPoint is not None else [0]))
+            qdim = int(q.quantizedDimension)
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
+        raw = buffer_bytes(t.buffer)
+        info = TensorInfo(i, name, shape, dtype_name(t.type), scales, zps, qdim, raw is not None)
+        tensors.append(info)
+        if raw is not None and info.dtype in _NP_DTYPES:
+            arr: np.ndarray = np.frombuffer(raw, dtype=_NP_DTYPES[info.dtype])
+            if arr.size == int(np.prod(shape, dtype=np.int64)):
+                arr = arr.reshape(shape)
+            constants[i] = arr
+
+    ops: list[OpInfo] = []
+    codes = model.operatorCodes or []
+    for k, op in enumerate(sg.operators or []):
+        code = codes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        name = op_names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            custom = code.customCode
+            name = "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
+        ops.append(
+            OpInfo(
+                k,
+                name,
+                int(code.version),
+                tuple(int(v) for v in (op.inputs if op.inputs is not None else ())),
+                tuple(int(v) for v in (op.outputs if op.outputs is not None else ())),
+            )
+        )
+    ins = tuple(int(v) for v in (sg.inputs if sg.inputs is not None else ()))
+    outs = tuple(int(v) for v in (sg.outputs if sg.outputs is not None else ()))
+    if len(ins) != 1 or len(outs) != 1:
+        raise ModelFileError(
+            f"{source}: {len(ins)} inputs and {len(outs)} outputs; an image "
+            "classifier with one input and one output is expected"
+        )
+    desc = model.description
+    return TfliteModel(
+        data=bytes(data),
+        source=source,
+        ops=tuple(ops),
+        tensors=tuple(tensors),
+        input_indices=ins,
+        output_indices=outs,
+        description=desc.decode("utf-8", "replace") if isinstance(desc, bytes) else str(desc or ""),
+        _constants=constants,
+    )
+
+
+def read_tflite(path: str | Path) -> TfliteModel:
+    """Read, verify and parse the ``.tflite`` file at ``path`` (one-line errors, no TF)."""
+    p = Path(path)
+    kind = sniff_model_file(p)
+    if kind == "keras":
+        raise ModelFileError(
+            f"{p} is a Keras model (.keras zip), not a .tflite; convert it first "
+            f"with `lenet-edge quantize {p} --out MODEL_int8.tflite`"
+        )
+    if kind == "h5":
+        raise ModelFileError(
+            f"{p} is a Keras HDF5 model, not a .tflite; convert it first with `lenet-edge quantize`"
+        )
+    if kind == "savedmodel":
+        raise ModelFileError(f"{p} is a TensorFlow SavedModel directory, not a .tflite file")
+    if kind != "tflite":
+        raise ModelFileError(f"{p}: not a .tflite model (no TFL3 flatbuffer identifier)")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{p}: cannot read ({exc.strerror})") from None
+    return parse_tflite(data, str(p))
+
+
+def check_keras_file(path: str | Path) -> Path:
+    """Check, without TensorFlow, that ``path`` looks like a complete Keras model file."""
+    p = Path(path)
+    kind = sniff_model_file(p)
+    if kind == "tflite":
+        raise ModelFileError(
+            f"{p} is a .tflite flatbuffer, not a Keras model; give the .keras "
+            "file written by `lenet-edge train` (check a .tflite with "
+            "`lenet-edge verify`)"
+        )
+    if kind == "h5":
+        return p
+    if kind != "keras":
+        raise ModelFileError(f"{p}: not a Keras model (expected a .keras zip archive)")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = set(zf.namelist())
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise ModelFileError(
+            f"{p}: truncated or corrupted .keras archive; re-run `lenet-edge train`"
+        ) from None
+    if bad is not None:
+        raise ModelFileError(f"{p}: corrupted .keras archive (member {bad} fails its CRC)")
+    if "config.json" not in names:
+        raise ModelFileError(f"{p}: zip archive without config.json, not a Keras model")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """Raw outputs of one backend over N images."""
+
+    backend: str
+    outputs: np.ndarray  # [N, *output_shape[1:]] in the output tensor's dtype
+    latency_us: np.ndarray  # per image: set input + invoke + read output, microseconds
+    wall_seconds: float
+
+    def latency_stats(self) -> dict[str, float]:
+        """Mean, median, p90, p99, min and max per-image latency (µs)."""
+        lat = self.latency_us
+        if lat.size == 0:
+            return {}
+        return {
+            "mean_us": round(float(lat.mean()), 2),
+            "median_us": round(float(np.median(lat)), 2),
+            "p90_us": round(float(np.percentile(lat, 90)), 2),
+            "p99_us": round(float(np.percentile(lat, 99)), 2),
+            "min_us": round(float(lat.min()), 2),
+            "max_us": round(float(lat.max()), 2),
+        }
+
+
+ProgressFn = Callable[[int], None]
+
+
+class Runner:
+    """A model loaded in one backend. ``run`` evaluates a batch of prepared inputs."""
+
+    name = ""
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Run one input (with its batch dimension of 1); return the output tensor."""
+        raise NotImplementedError
+
+    def run(self, inputs: np.ndarray, progress: ProgressFn | None = None) -> RunResult:
+        """Run ``inputs`` (first axis = images) one at a time; time each call."""
+        n = len(inputs)
+        first = self.invoke(inputs[:1])
+        out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+        lat = np.empty(n, dtype=np.float64)
+        clock = time.perf_counter_ns
+        invoke = self.invoke
+        step = 100
+        start = time.perf_counter()
+        for i in range(n):
+            t0 = clock()
+            y = invoke(inputs[i : i + 1])
+            lat[i] = clock() - t0
+            out[i] = y[0]
+            if progress is not None and (i + 1) % step == 0:
+                progress(step)
+        wall = time.perf_counter() - start
+        if progress is not None and n % step:
+            progress(n % step)
+        return RunResult(self.name, out, lat / 1000.0, wall)
+
+
+class _TfliteInterpreterRunner(Runner):
+    """Common code for the TFLite-API interpreters (LiteRT, tflite_runtime)."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self._it = interpreter
+        with quiet_stderr():
+            self._it.allocate_tensors()
+        self._in = self._it.get_input_details()[0]
+        self._out = self._it.get_output_details()[0]
+        self._in_index = self._in["index"]
+        self._out_index = self._out["index"]
+        self._in_dtype = self._in["dtype"]
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        it = self._it
+        it.set_tensor(self._in_index, np.ascontiguousarray(x, dtype=self._in_dtype))
+        it.invoke()
+        return np.array(it.get_tensor(self._out_index), copy=True)
+
+
+class LiteRTRunner(_TfliteInterpreterRunner):
+    """``ai_edge_litert``: default kernels + XNNPACK (``reference=False``) or the reference
+    kernels (``reference=True``). One thread: fastest for a model this small, and the MCU has
+    one core."""
+
+    def __init__(self, model_bytes: bytes, reference: bool = False, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self.name = "litert-ref" if reference else "litert"
+        resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+        try:
+            with quiet_stderr():
+                it = Interpreter(
+                    model_content=bytes(model_bytes),
+                    num_threads=num_threads,
+                    experimental_op_resolver_type=resolver,
+                )
+            super().__init__(it)
+        except (ValueError, RuntimeError) as exc:
+            raise LenetEdgeError(f"{self.name} cannot load the model: {_first_line(exc)}") from None
+
+
+class TfliteRuntimeRunner(_TfliteInterpreterRunner):
+    """The legacy ``tflite_runtime`` package (only where installed and importable)."""
+
+    name = "tflite-runtime"
+
+    def __init__(self, model_bytes: bytes) -> None:
+        interpreter_cls = tflite_runtime_interpreter()
+        try:
+            with quiet_stderr():
+                it = interpreter_cls(model_content=bytes(model_bytes), num_threads=1)
+            super().__init__(it)
+        except (ValueError, RuntimeError) as exc:
+            raise LenetEdgeError(
+                f"tflite-runtime cannot load the model: {_first_line(exc)}"
+            ) from None
+
+
+class TflmRunner(Runner):
+    """The TFLM Python interpreter (``tflite-micro``): the kernels the MCU runs."""
+
+    name = "tflm"
+
+    def __init__(self, model_bytes: bytes) -> None:
+        from firmware_export.errors import FirmwareExportError
+        from firmware_export.tflm import TflmModel
+
+        try:
+            self._m = TflmModel(bytes(model_bytes))
+        except FirmwareExportError as exc:
+            raise LenetEdgeError(str(exc)) from None
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        return self._m.invoke(x)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def tflite_runtime_interpreter() -> Any:
+    """The ``tflite_runtime`` Interpreter class, or a one-line :class:`LenetEdgeError` saying
+    why it is unavailable (not installed, or installed but broken under NumPy 2)."""
+    numpy_note = (
+        f"its newest wheels (2.14) are built for NumPy < 2 and this environment has "
+        f"NumPy {np.__version__}"
+    )
+    try:
+        with quiet_stderr():
+            from tflite_runtime.interpreter import Interpreter
+    except ModuleNotFoundError:
+        raise LenetEdgeError(
+            f"tflite-runtime is not installed ({numpy_note}); use --backend litert, which runs "
+            "the same TFLite kernels"
+        ) from None
+    except (ImportError, AttributeError, RuntimeError, SystemError) as exc:
+        raise LenetEdgeError(
+            f"tflite-runtime is installed but does not import ({_first_line(exc)}); "
+            f"{numpy_note}; use --backend litert"
+        ) from None
+    return Interpreter
+
+
+def backend_unavailable_reason(name: str) -> str | None:
+    """None when backend ``name`` can be used here, else a one-line reason."""
+    if name == "tflite-runtime":
+        try:
+            tflite_runtime_interpreter()
+        except LenetEdgeError as exc:
+            return str(exc)
+    return None
+
+
+def open_backend(name: str, model_bytes: bytes) -> Runner:
+    """Load ``model_bytes`` into backend ``name`` (one of :data:`BACKENDS`)."""
+    if name == "litert":
+        return LiteRTRunner(model_bytes)
+    if name == "litert-ref":
+        return LiteRTRunner(model_bytes, reference=True)
+    if name == "tflm":
+        return TflmRunner(model_bytes)
+    if name == "tflite-runtime":
+        return TfliteRuntimeRunner(model_bytes)
+    raise LenetEdgeError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+def run_backend(
+    name: str, model_bytes: bytes, inputs: np.ndarray, progress: ProgressFn | None = None
+) -> RunResult:
+    """Run ``inputs`` (prepared for the model's input tensor) through backend ``name``."""
+    return open_backend(name, model_bytes).run(inputs, progress)
+
+
+def tflm_min_arena(model_bytes: bytes) -> dict[str, Any]:
+    """The smallest TFLM arena the model allocates and runs in, on this host.
+
+    The search (in ``firmware_export.tflm.min_arena_size``) tries ``arena_size`` values until
+    allocation and invoke succeed. The figure is for this host's ABI (x86-64: 8-byte pointers
+    in TFLM's persistent structures); a 32-bit Cortex-M build needs somewhat less.
+    """
+    import platform
+
+    from firmware_export.errors import FirmwareExportError
+    from firmware_export.tflm import min_arena_size
+
+    machine = platform.machine() or "unknown"
+    try:
+        size = min_arena_size(bytes(model_bytes))
+    except FirmwareExportError as exc:
+        return {"bytes": None, "host": machine, "error": str(exc)}
+    return {
+        "bytes": int(size),
+        "host": machine,
+        "note": f"minimum TFLM arena measured with the TFLM Python interpreter on {machine}; "
+        "a 32-bit Cortex-M build uses 4-byte pointers and needs somewhat less",
+    }
