@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "quantize",
     "verify",
     "mcu_test",
+    "report",
+    "predict",
 )
 
 
