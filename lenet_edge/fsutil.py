@@ -7,10 +7,12 @@ failed command never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,11 +91,26 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return bool(rc == 0)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``path`` as a whole.
 
-    An existing ``path`` is kept until the new tree is complete, then swapped out.
+    An existing ``path`` is kept until the new tree is complete, then swapped with it in one
+    atomic step, so a reader (or a kill at any moment) sees either the old tree or the new one.
     """
     final = Path(path)
     if final.exists() and not final.is_dir():
@@ -107,11 +124,16 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
+            if _exchange(tmp, final):
+                old, tmp = tmp, final  # ``tmp`` now names the previous tree
+            else:
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                os.replace(final, old)
+                os.replace(tmp, final)
+        else:
+            os.replace(tmp, final)
     finally:
-        if tmp.exists():
+        if tmp != final and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists():
             shutil.rmtree(old, ignore_errors=True)
