@@ -28,13 +28,22 @@ def _runtime() -> Any:
 class TflmModel:
     """A model loaded into the TFLM interpreter, with one input and one output."""
 
-    def __init__(self, model_bytes: bytes, arena_size: int | None = None) -> None:
+    def __init__(
+        self, model_bytes: bytes, arena_size: int | None = None, preserve: bool = False
+    ) -> None:
+        """``preserve`` keeps every tensor readable after an invoke (see :meth:`run_tensors`)."""
         rt = _runtime()
+        config = (
+            rt.InterpreterConfig.kPreserveAllTensors
+            if preserve
+            else rt.InterpreterConfig.kAllocationRecording
+        )
         try:
             with quiet_stderr():
                 self._it = rt.Interpreter.from_bytes(
                     bytes(model_bytes),
                     arena_size=arena_size or max(64 * 1024, 4 * len(model_bytes)),
+                    intrepreter_config=config,
                 )
         except (RuntimeError, ValueError) as exc:
             raise FirmwareExportError(f"TFLM cannot load the model: {exc}") from None
@@ -47,6 +56,23 @@ class TflmModel:
         with quiet_stderr():
             self._it.invoke()
         return np.array(self._it.get_output(0), copy=True)
+
+    def run_tensors(
+        self,
+        inputs: np.ndarray,
+        tensors: list[int],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Run every input and collect the (flattened) values of ``tensors``, intermediate
+        ones included; needs ``preserve=True``."""
+        out: dict[int, list[np.ndarray]] = {t: [] for t in tensors}
+        for x in inputs:
+            self.invoke(x[None])
+            for t in tensors:
+                out[t].append(np.array(self._it.GetTensor(t, 0)["tensor_data"]).ravel())
+            if progress is not None:
+                progress(1)
+        return {t: np.stack(v) for t, v in out.items()}
 
     def run(self, inputs: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Run every input in ``inputs`` (first axis = images); stack the outputs."""

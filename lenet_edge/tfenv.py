@@ -31,6 +31,11 @@ def tf() -> Any:
             import tensorflow
 
         tensorflow.get_logger().setLevel("ERROR")
+        # A fixed thread count: TensorFlow splits reductions by thread, so results would
+        # otherwise depend on how many cores the process sees (taskset, containers, CI).
+        threads = int(os.environ.get("LENET_EDGE_TF_THREADS", "2"))
+        tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
+        tensorflow.config.threading.set_inter_op_parallelism_threads(1)
         keras.config.disable_interactive_logging()
         _TF = tensorflow
     return _TF

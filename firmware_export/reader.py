@@ -1,0 +1,468 @@
+"""Read a ``.tflite`` flatbuffer into a typed :class:`~firmware_export.graph.Graph`.
+
+Parsing uses the schema module maintained with LiteRT (``ai_edge_litert.schema_py_generated``),
+never hand-written offsets. :func:`read_model` only decodes; :func:`check_graph` lists every
+reason the graph cannot be exported, so the user sees all of them in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from firmware_export.errors import FirmwareExportError
+from firmware_export.graph import (
+    Activation,
+    Conv2DOptions,
+    FullyConnectedOptions,
+    Graph,
+    NoOptions,
+    Op,
+    OpOptions,
+    PackOptions,
+    Padding,
+    Pool2DOptions,
+    Quant,
+    ReshapeOptions,
+    SoftmaxOptions,
+    StridedSliceOptions,
+    Tensor,
+)
+
+#: Ops the exporter lowers to engine steps.
+COMPUTE_OPS = frozenset(
+    {
+        "CONV_2D",
+        "AVERAGE_POOL_2D",
+        "MAX_POOL_2D",
+        "FULLY_CONNECTED",
+        "LOGISTIC",
+        "TANH",
+        "RELU",
+        "RELU6",
+        "SOFTMAX",
+        "QUANTIZE",
+    }
+)
+#: Ops that only move or describe data; folded away at export time.
+SHAPE_OPS = frozenset({"RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK"})
+SUPPORTED_OPS = COMPUTE_OPS | SHAPE_OPS
+
+_NUMPY_DTYPES: dict[str, Any] = {
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FLOAT32": np.float32,
+    "FLOAT64": np.float64,
+    "BOOL": np.bool_,
+}
+
+
+def _schema() -> Any:
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise FirmwareExportError(
+            f"the TFLite schema module is unavailable ({exc}); pip install ai-edge-litert"
+        ) from None
+    return schema_py_generated
+
+
+def _enum_names(cls: Any) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _options(kind: str, raw: Any, s: Any) -> OpOptions:
+    act_names = _enum_names(s.ActivationFunctionType)
+    pad_names = _enum_names(s.Padding)
+
+    def act(code: int) -> Activation:
+        name = act_names.get(code)
+        if name is None:
+            raise FirmwareExportError(f"{kind}: unknown fused activation code {code}")
+        return Activation(name)
+
+    def pad(code: int) -> Padding:
+        name = pad_names.get(code)
+        if name is None:
+            raise FirmwareExportError(f"{kind}: unknown padding code {code}")
+        return Padding(name)
+
+    if kind == "CONV_2D":
+        if raw is None:
+            raise FirmwareExportError("CONV_2D without options")
+        return Conv2DOptions(
+            pad(raw.padding),
+            raw.strideH,
+            raw.strideW,
+            raw.dilationHFactor,
+            raw.dilationWFactor,
+            act(raw.fusedActivationFunction),
+        )
+    if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        if raw is None:
+            raise FirmwareExportError(f"{kind} without options")
+        return Pool2DOptions(
+            pad(raw.padding),
+            raw.strideH,
+            raw.strideW,
+            raw.filterHeight,
+            raw.filterWidth,
+            act(raw.fusedActivationFunction),
+        )
+    if kind == "FULLY_CONNECTED":
+        if raw is None:
+            return FullyConnectedOptions(Activation.NONE, False, 0)
+        return FullyConnectedOptions(
+            act(raw.fusedActivationFunction), bool(raw.keepNumDims), int(raw.weightsFormat)
+        )
+    if kind == "SOFTMAX":
+        return SoftmaxOptions(float(raw.beta) if raw is not None else 1.0)
+    if kind == "RESHAPE":
+        shape = None
+        if raw is not None and raw.newShape is not None:
+            shape = tuple(int(d) for d in raw.newShape)
+        return ReshapeOptions(shape)
+    if kind == "STRIDED_SLICE":
+        if raw is None:
+            return StridedSliceOptions(0, 0, 0, 0, 0, False)
+        return StridedSliceOptions(
+            raw.beginMask,
+            raw.endMask,
+            raw.ellipsisMask,
+            raw.newAxisMask,
+            raw.shrinkAxisMask,
+            bool(raw.offset),
+        )
+    if kind == "PACK":
+        if raw is None:
+            raise FirmwareExportError("PACK without options")
+        return PackOptions(raw.valuesCount, raw.axis)
+    return NoOptions()
+
+
+def _buffer_bytes(model: Any, model_bytes: bytes, index: int) -> bytes | None:
+    if index <= 0 or model.buffers is None or index >= len(model.buffers):
+        return None
+    buf = model.buffers[index]
+    if buf.data is not None and len(buf.data) > 0:
+        return bytes(np.asarray(buf.data, dtype=np.uint8).tobytes())
+    if buf.offset > 1 and buf.size > 0:  # large-model layout: data after the flatbuffer
+        end = buf.offset + buf.size
+        if end > len(model_bytes):
+            raise FirmwareExportError(f"buffer {index} lies outside the file (truncated model?)")
+        return model_bytes[buf.offset : end]
+    return None
+
+
+def read_model(model_bytes: bytes) -> Graph:
+    """Decode a ``.tflite`` flatbuffer. Raises :class:`FirmwareExportError` when unreadable."""
+    s = _schema()
+    data = bytes(model_bytes)
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise FirmwareExportError("not a TensorFlow Lite model (no TFL3 flatbuffer identifier)")
+    try:
+        model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as exc:  # the generated code raises assorted errors on corrupt input
+        raise FirmwareExportError(
+            f"corrupt TensorFlow Lite flatbuffer ({type(exc).__name__})"
+        ) from None
+    subgraphs = model.subgraphs or []
+    if len(subgraphs) != 1:
+        raise FirmwareExportError(
+            f"the model has {len(subgraphs)} subgraphs; export needs exactly 1"
+        )
+    sg = subgraphs[0]
+    type_names = _enum_names(s.TensorType)
+    op_names = _enum_names(s.BuiltinOperator)
+
+    tensors: list[Tensor] = []
+    for i, t in enumerate(sg.tensors or []):
+        dtype = type_names.get(t.type, f"TYPE_{t.type}")
+        shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+        sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else None
+        quant = None
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale) > 0:
+            scales = tuple(float(np.float32(v)) for v in q.scale)
+            zps = tuple(int(v) for v in q.zeroPoint) if q.zeroPoint is not None else ()
+            quant = Quant(scales, zps, int(q.quantizedDimension))
+        raw = _buffer_bytes(model, data, t.buffer)
+        arr = None
+        if raw is not None:
+            np_dtype = _NUMPY_DTYPES.get(dtype)
+            if np_dtype is None:
+                arr = np.frombuffer(raw, dtype=np.uint8).copy()
+            else:
+                count = int(np.prod(shape)) if shape else 1
+                itemsize = np.dtype(np_dtype).itemsize
+                if len(raw) != count * itemsize:
+                    raise FirmwareExportError(
+                        f"tensor {i} '{_name(t.name)}': {len(raw)} data bytes for shape "
+                        f"{list(shape)} of {dtype}"
+                    )
+                arr = np.frombuffer(raw, dtype=np_dtype).reshape(shape).copy()
+        if t.sparsity is not None:
+            raise FirmwareExportError(
+                f"tensor {i} '{_name(t.name)}' is sparse-encoded; export needs dense tensors"
+            )
+        tensors.append(Tensor(i, _name(t.name), shape, dtype, quant, arr, sig))
+
+    ops: list[Op] = []
+    codes = model.operatorCodes or []
+    for i, o in enumerate(sg.operators or []):
+        if o.opcodeIndex >= len(codes):
+            raise FirmwareExportError(f"op {i} refers to a missing operator code")
+        oc = codes[o.opcodeIndex]
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        kind = op_names.get(code, f"BUILTIN_{code}")
+        if kind == "CUSTOM":
+            kind = f"CUSTOM({_name(oc.customCode)})"
+        options: OpOptions = NoOptions()
+        if kind in SUPPORTED_OPS:
+            options = _options(kind, o.builtinOptions, s)
+        inputs = tuple(int(x) for x in (o.inputs if o.inputs is not None else []))
+        outputs = tuple(int(x) for x in (o.outputs if o.outputs is not None else []))
+        for x in inputs + outputs:
+            if x >= len(tensors) or x < -1:
+                raise FirmwareExportError(f"op {i} {kind} refers to missing tensor {x}")
+        ops.append(Op(i, kind, inputs, outputs, options))
+
+    return Graph(
+        tensors=tuple(tensors),
+        ops=tuple(ops),
+        inputs=tuple(int(x) for x in (sg.inputs if sg.inputs is not None else [])),
+        outputs=tuple(int(x) for x in (sg.outputs if sg.outputs is not None else [])),
+        description=_name(model.description),
+    )
+
+
+def _name(raw: Any) -> str:
+    if raw is None:
+        return ""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return str(raw)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _bad_scale(v: float) -> bool:
+    return not math.isfinite(v) or v <= 0.0
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Type conversions at the model's edges, left by ``--io float32`` / ``--io uint8``.
+
+    The engine keeps an int8 interface: it starts after ``input_op`` (QUANTIZE from FLOAT32
+    or UINT8 to INT8) and stops before ``output_op`` (DEQUANTIZE to FLOAT32, or QUANTIZE to
+    UINT8). Either may be None.
+    """
+
+    input_op: Op | None = None
+    output_op: Op | None = None
+
+    @property
+    def ops(self) -> list[Op]:
+        return [op for op in (self.input_op, self.output_op) if op is not None]
+
+
+def find_boundary(g: Graph) -> Boundary:
+    """The conversions at the edges of ``g`` (see :class:`Boundary`)."""
+    input_op = output_op = None
+    if len(g.inputs) == 1:
+        t = g.tensors[g.inputs[0]]
+        users = g.consumers(t.index)
+        if (
+            t.dtype in ("FLOAT32", "UINT8")
+            and len(users) == 1
+            and users[0].kind == "QUANTIZE"
+            and g.tensors[users[0].outputs[0]].dtype == "INT8"
+        ):
+            input_op = users[0]
+    if len(g.outputs) == 1:
+        t = g.tensors[g.outputs[0]]
+        prod = g.producer(t.index)
+        if (
+            prod is not None
+            and prod is not input_op
+            and (
+                (prod.kind == "DEQUANTIZE" and t.dtype == "FLOAT32")
+                or (prod.kind == "QUANTIZE" and t.dtype == "UINT8")
+            )
+            and g.tensors[prod.inputs[0]].dtype == "INT8"
+            and len(g.consumers(prod.inputs[0])) == 1
+        ):
+            output_op = prod
+    return Boundary(input_op, output_op)
+
+
+def _boundary_problems(g: Graph, b: Boundary) -> list[str]:
+    problems = []
+    for op in b.ops:
+        src, dst = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+        uint8 = src if src.dtype == "UINT8" else dst if dst.dtype == "UINT8" else None
+        if uint8 is None:
+            continue
+        int8 = dst if uint8 is src else src
+        if uint8.quant is None or int8.quant is None:
+            problems.append(f"{op.describe()}: missing quantization parameters")
+        elif uint8.quant.scale != int8.quant.scale or (
+            uint8.quant.zero_point - int8.quant.zero_point != 128
+        ):
+            problems.append(
+                f"{op.describe()}: the uint8 <-> int8 conversion rescales; only the exact "
+                "shift by 128 is supported at the model's edge (quantize with --io int8)"
+            )
+    return problems
+
+
+def check_graph(g: Graph) -> list[str]:
+    """Every reason ``g`` cannot be exported (empty when it can), in a stable order."""
+    problems: list[str] = []
+    if len(g.inputs) != 1:
+        problems.append(f"the model has {len(g.inputs)} inputs; export needs exactly 1")
+    if len(g.outputs) != 1:
+        problems.append(f"the model has {len(g.outputs)} outputs; export needs exactly 1")
+
+    boundary = find_boundary(g)
+    edge_ops = boundary.ops
+    edge_tensors = {t for op in edge_ops for t in (*op.inputs, *op.outputs)} & set(
+        (*g.inputs, *g.outputs)
+    )
+    unsupported = sorted(
+        {op.kind for op in g.ops if op.kind not in SUPPORTED_OPS and op not in edge_ops}
+    )
+    if unsupported:
+        problems.append(
+            f"unsupported op{'s' if len(unsupported) > 1 else ''} {', '.join(unsupported)} "
+            f"(supported: {', '.join(sorted(SUPPORTED_OPS))})"
+        )
+    problems += _boundary_problems(g, boundary)
+
+    # Activation tensors: everything a compute op reads or writes that is not a constant.
+    activations: list[int] = []
+    for op in g.ops:
+        if op in edge_ops or (op.kind not in COMPUTE_OPS and op.kind != "RESHAPE"):
+            continue
+        data_inputs = op.inputs[:1] if op.kind == "RESHAPE" else op.inputs
+        for t in (*data_inputs, *op.outputs):
+            if t >= 0 and not g.tensors[t].is_const and t not in activations:
+                activations.append(t)
+    for t in g.inputs:
+        if t not in activations and t not in edge_tensors:
+            activations.append(t)
+
+    float_types = ("FLOAT32", "FLOAT16", "FLOAT64")
+    float_ops = [
+        op
+        for op in g.ops
+        if op not in edge_ops
+        and op.kind in COMPUTE_OPS | {"DEQUANTIZE"}
+        and any(t >= 0 and g.tensors[t].dtype in float_types for t in (*op.inputs, *op.outputs))
+    ]
+    if float_ops:
+        first = float_ops[0]
+        problems.append(
+            f"float model: {len(float_ops)} op(s) compute in floating point (first: "
+            f"{first.describe()}); quantize it to full int8 first (lenet-edge quantize)"
+        )
+    else:
+        non_int8 = [g.tensors[t] for t in activations if g.tensors[t].dtype != "INT8"]
+        if non_int8:
+            listed = ", ".join(f"{t.describe()} is {t.dtype}" for t in non_int8[:4])
+            more = f" and {len(non_int8) - 4} more" if len(non_int8) > 4 else ""
+            problems.append(
+                f"non-int8 activation tensor(s): {listed}{more}; export needs int8 "
+                "activations (quantize with --io int8)"
+            )
+
+    for t_index in g.inputs:
+        inp = g.tensors[t_index]
+        if not inp.shape:
+            problems.append(f"input {inp.describe()} has no static shape")
+        elif inp.shape[0] != 1:
+            problems.append(
+                f"batch {inp.shape[0]} (input {inp.describe()} has shape "
+                f"{list(inp.shape)}); export needs batch 1"
+            )
+    dynamic = [g.tensors[i] for i in activations if any(d <= 0 for d in g.tensors[i].shape)]
+    if dynamic:
+        problems.append(
+            f"dynamic shape: {dynamic[0].describe()} has shape {list(dynamic[0].shape)}"
+        )
+
+    missing_q: list[str] = []
+    bad_q: list[str] = []
+    for t_index in activations:
+        act = g.tensors[t_index]
+        if act.dtype != "INT8":
+            continue
+        if act.quant is None:
+            missing_q.append(act.describe())
+            continue
+        if len(act.quant.scales) != 1 or len(act.quant.zero_points) != 1:
+            bad_q.append(
+                f"{act.describe()} has {len(act.quant.scales)} scales (activations need 1)"
+            )
+        if any(_bad_scale(v) for v in act.quant.scales):
+            bad_q.append(f"{act.describe()} has scale {act.quant.scales[0]!r}")
+        if any(not -128 <= z <= 127 for z in act.quant.zero_points):
+            bad_q.append(f"{act.describe()} has zero point {act.quant.zero_points[0]} outside int8")
+
+    for op in g.ops:
+        if op.kind not in ("CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+            continue
+        w = g.tensors[op.inputs[1]]
+        if not w.is_const:
+            bad_q.append(f"{op.describe()}: weights {w.describe()} are not constant")
+            continue
+        if w.dtype != "INT8":
+            if not float_ops:
+                bad_q.append(f"{op.describe()}: weights {w.describe()} are {w.dtype}, not INT8")
+            continue
+        if w.quant is None:
+            missing_q.append(w.describe())
+            continue
+        if any(_bad_scale(v) for v in w.quant.scales):
+            bad = next(v for v in w.quant.scales if _bad_scale(v))
+            bad_q.append(f"{op.describe()}: weights {w.describe()} have scale {bad!r}")
+        if any(z != 0 for z in w.quant.zero_points):
+            bad_q.append(
+                f"{op.describe()}: weights {w.describe()} are not symmetric (zero point != 0)"
+            )
+        if w.quant.per_channel and (w.quant.axis != 0 or len(w.quant.scales) != w.shape[0]):
+            bad_q.append(
+                f"{op.describe()}: weights {w.describe()} are quantized along axis "
+                f"{w.quant.axis} with {len(w.quant.scales)} scales; export needs one "
+                "scale per output channel (axis 0)"
+            )
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            b = g.tensors[op.inputs[2]]
+            if not b.is_const:
+                bad_q.append(f"{op.describe()}: bias {b.describe()} is not constant")
+            elif b.dtype != "INT32" and not float_ops:
+                bad_q.append(f"{op.describe()}: bias {b.describe()} is {b.dtype}, not INT32")
+    if missing_q:
+        problems.append(
+            f"missing quantization parameters on {', '.join(missing_q[:4])}"
+            + (f" and {len(missing_q) - 4} more" if len(missing_q) > 4 else "")
+        )
+    problems.extend(bad_q)
+    return problems
+
+
+def load_graph(model_bytes: bytes) -> Graph:
+    """:func:`read_model` then :func:`check_graph`; raise with every problem in one line."""
+    g = read_model(model_bytes)
+    problems = check_graph(g)
+    if problems:
+        raise FirmwareExportError("cannot export this model: " + "; ".join(problems))
+    return g

@@ -1,0 +1,102 @@
+"""``lenet-edge export-c``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lenet_edge.commands._common import data_dir_option, quiet_option
+
+
+def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from firmware_export.csyntax import check_prefix
+    from firmware_export.errors import FirmwareExportError
+
+    try:
+        return check_prefix(value)
+    except FirmwareExportError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("export-c")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output directory (receives tflm/, standalone/, test/, export.json).",
+)
+@click.option(
+    "--prefix",
+    default="lenet",
+    show_default=True,
+    callback=_check_prefix,
+    help="Name prefix of every generated file and C identifier.",
+)
+@click.option(
+    "--test-vectors",
+    "test_vectors",
+    type=click.IntRange(min=1, max=10000),
+    default=100,
+    show_default=True,
+    help="Test images embedded in test/ with TFLM's expected outputs.",
+)
+@data_dir_option
+@quiet_option
+def command(
+    model: Path, out: Path, prefix: str, test_vectors: int, data_dir: str | None, quiet: bool
+) -> None:
+    """Export an int8 .tflite as C: TFLM arrays and a standalone integer-only engine.
+
+    Writes OUT/tflm/ (aligned model array, TFLM example with the op resolver and a
+    measured arena), OUT/standalone/ (a C99 library, bit-exact with TFLM, no interpreter),
+    OUT/test/ (test vectors with TFLM's outputs, main_host.c, Makefile: `make -C OUT/test
+    test`) and OUT/export.json. Nothing is written when the model cannot be exported.
+    """
+    from firmware_export.export import export_model, write_export
+    from firmware_export.mnist import mnist_size
+    from firmware_export.reader import load_graph
+    from lenet_edge import data
+    from lenet_edge.errors import ModelFileError
+    from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.progress import Progress
+
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {out} is a file; give a directory")
+    try:
+        model_bytes = model.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {model}: {exc.strerror or exc}") from None
+    check_writable_dir(out)
+    graph = load_graph(model_bytes)  # fail fast, before any data is touched
+    images = labels = None
+    if mnist_size(graph.tensors[graph.inputs[0]].shape) is not None:
+        mnist = data.load(data_dir)  # test vectors are real digits when the model takes them
+        images, labels = mnist.x_test, mnist.y_test
+    bar = Progress(test_vectors, "TFLM reference outputs", quiet=quiet)
+    try:
+        result = export_model(
+            model_bytes,
+            model_name=model.name,
+            prefix=prefix,
+            n_vectors=test_vectors,
+            images=images,
+            labels=labels,
+            command=(
+                f"lenet-edge export-c {model.name} --out {out.name} --prefix {prefix} "
+                f"--test-vectors {test_vectors}"
+            ),
+            progress=bar.update,
+        )
+    finally:
+        bar.close()
+    write_export(result, out)
+    r = result.report
+    click.echo(
+        f"exported {model.name} -> {out}: {len(r['layers'])} engine layers, {r['macs']:,} MACs "
+        f"(TFLM {r['tflm_macs']:,}), weights {r['weight_bytes']['total']:,} B, "
+        f"{prefix.upper()}_SCRATCH_SIZE {r['scratch_size']:,} B (TFLM arena "
+        f"{r['tflm_arena']['measured_bytes']:,} B); run `make -C {out / 'test'} test`"
+    )

@@ -1,0 +1,295 @@
+"""``lenet-edge mcu-test DIR --board BOARD``: run the exported C on emulated Cortex-M boards."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from lenet_edge.commands._common import data_dir_option, quiet_option
+
+#: The boards, in the order `--board all` runs them (firmware_export/boards/<board>/).
+BOARDS = ("mps2-an386", "mps2-an500", "microbit", "stm32vldiscovery")
+
+
+class ImagesParam(click.ParamType):
+    """A positive image count, ``fit`` or ``all``."""
+
+    name = "N|fit|all"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str:
+        if isinstance(value, int):
+            n = value
+        else:
+            text = str(value).strip().lower()
+            if text in ("fit", "all"):
+                return text
+            try:
+                n = int(text)
+            except ValueError:
+                self.fail(f"{value!r} is not a positive number, 'fit' or 'all'", param, ctx)
+        if n < 1:
+            self.fail(f"{value!r} must be at least 1", param, ctx)
+        return n
+
+
+class Expected:
+    """Expected int8 outputs of the first N MNIST test images from the TFLM interpreter (the
+    golden reference), computed on demand and reused across boards."""
+
+    def __init__(self, model_bytes: bytes, x_test: np.ndarray, quiet: bool) -> None:
+        from firmware_export.tflm import TflmModel
+
+        self.model = TflmModel(model_bytes)
+        self.x_test = x_test
+        self.quiet = quiet
+        qp = self.model.input.get("quantization_parameters") or {}
+        scales, zps = qp.get("scales"), qp.get("zero_points")
+        if (
+            self.model.input["dtype"] != np.int8
+            or scales is None
+            or zps is None
+            or len(scales) != 1
+        ):
+            from firmware_export.errors import FirmwareExportError
+
+            raise FirmwareExportError(
+                "model.tflite in the export does not take one per-tensor "
+                "int8 input; re-run export-c on an int8 model"
+            )
+        self.scale = np.float32(scales[0])
+        self.zero_point = int(zps[0])
+        shape = [int(d) for d in self.model.input["shape"]]
+        self.size = shape[1]
+        self.outputs = np.zeros((0, int(np.prod(self.model.output["shape"][1:]))), np.int8)
+
+    def quantized_inputs(self, raw: np.ndarray) -> np.ndarray:
+        """``lenet_edge.data.preprocess`` then round-half-to-even quantization (as the C does)."""
+        from lenet_edge import data
+
+        x = data.preprocess(raw, size=self.size)
+        q = np.round(x / self.scale) + self.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def __call__(self, n: int) -> np.ndarray:
+        have = len(self.outputs)
+        if n > have:
+            if not self.quiet and n - have > 500:
+                click.echo(
+                    f"computing expected outputs with the TFLM interpreter for {n - have} images",
+                    err=True,
+                )
+            more = self.model.run(self.quantized_inputs(self.x_test[have:n]))
+            self.outputs = np.concatenate([self.outputs, more.reshape(len(more), -1)])
+        return self.outputs[:n]
+
+
+@contextlib.contextmanager
+def _build_root(build_dir: str | None) -> Iterator[Path]:
+    if build_dir is not None:
+        path = Path(build_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="lenet-edge-mcu-") as tmp:
+        yield Path(tmp)
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f}K"
+
+
+def _print_reports(reports: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'board':<17} {'core':<11} {'mode':<7} {'images':>6} {'bad':>4} "
+        f"{'flash lib/harn/vec':>20} {'RAM static':>10} {'stack':>6} {'peak RAM':>9} "
+        f"{'instr/inf':>10} {'instr/MAC':>9} {'qemu s':>7}"
+    )
+    click.echo(head)
+    click.echo("-" * len(head))
+    for r in reports:
+        mem, chk, ins = r["memory"], r["check"], r.get("instructions") or {}
+        flash = mem["flash"]
+        split = (
+            f"{_kb(flash['library'])}/{_kb(flash['harness'] + flash['runtime'])}/"
+            f"{_kb(flash['test_vectors'])}"
+        )
+        per_mac = ins.get("per_mac")
+        click.echo(
+            f"{r['board']:<17} {r['core']:<11} {r['mode']:<7} {chk['images']:>6} "
+            f"{chk['mismatched_images']:>4} {split:>20} {mem['ram']['static']:>10} "
+            f"{mem['stack']['high_water']:>6} {mem['peak_ram']:>9} "
+            f"{ins.get('per_inference', '-'):>10} "
+            f"{(f'{per_mac:.2f}' if per_mac is not None else '-'):>9} {r['qemu_seconds']:>7.2f}"
+        )
+    for r in reports:
+        ins = r.get("instructions")
+        if not ins:
+            continue
+        click.echo(
+            f"\n{r['board']}: instructions per inference by function "
+            f"({ins['per_inference']} total, quantize {ins['quantize']})"
+        )
+        for name, n in ins["per_function"].items():
+            share = 100.0 * n / ins["per_inference"] if ins["per_inference"] else 0.0
+            click.echo(f"  {name:<40} {n:>10} {share:6.1f}%")
+        if ins.get("per_layer"):
+            click.echo("  by layer (the calls made by the infer function, export.json order):")
+        for layer in ins.get("per_layer") or []:
+            per_mac = f"{layer['per_mac']:.2f}/MAC" if layer["per_mac"] is not None else ""
+            what = f"{layer['name']} ({layer['kernel']})"
+            click.echo(f"    {what:<38} {layer['instructions']:>10} {per_mac:>10}")
+
+
+@click.command("mcu-test")
+@click.argument(
+    "export_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=str)
+)
+@click.option(
+    "--board",
+    "board",
+    required=True,
+    type=click.Choice([*BOARDS, "all"]),
+    help="Emulated board, or all four.",
+)
+@click.option(
+    "--images",
+    type=ImagesParam(),
+    metavar="N|fit|all",
+    default="fit",
+    show_default=True,
+    help="Embedded test vectors: a number, or 'fit' for as many as the board's flash "
+    "holds; 'all' streams the 10,000 test images through semihosting instead.",
+)
+@click.option(
+    "--count-images",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Inferences to count instructions over (exact QEMU trace); 0 skips it.",
+)
+@click.option(
+    "--no-dsp",
+    is_flag=True,
+    help="Build the portable C path on every core: defines <PREFIX>_NO_DSP and "
+    "undefines __ARM_FEATURE_DSP.",
+)
+@click.option(
+    "--stack-size",
+    type=click.IntRange(min=256),
+    default=None,
+    help="Bytes of stack to reserve (default: the board's).",
+)
+@click.option(
+    "--cflag",
+    "cflags",
+    multiple=True,
+    metavar="FLAG",
+    help="Extra compiler flag for every C file, after the defaults (-O2 ...); repeatable, "
+    "e.g. --cflag=-O3.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=900.0,
+    show_default=True,
+    help="Seconds allowed per QEMU run.",
+)
+@click.option(
+    "--build-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Keep the build products here (default: a temporary directory).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Also write the report as JSON.",
+)
+@data_dir_option
+@quiet_option
+def command(
+    export_dir: str,
+    board: str,
+    images: int | str,
+    count_images: int,
+    no_dsp: bool,
+    stack_size: int | None,
+    cflags: tuple[str, ...],
+    timeout: float,
+    build_dir: str | None,
+    json_out: str | None,
+    data_dir: str | None,
+    quiet: bool,
+) -> int:
+    """Build DIR/standalone (from `lenet-edge export-c`) for a Cortex-M board, run it under
+    qemu-system-arm with semihosting and check every output byte against TFLM.
+
+    Reports flash and RAM (library vs harness), the measured stack high-water mark, peak RAM
+    and the exact instructions per inference (total, per function, per MAC). Exits 0 only
+    when every output of every board matches.
+    """
+    from firmware_export import mcu
+    from lenet_edge import data
+    from lenet_edge.fsutil import atomic_write_json, check_output_file
+
+    if json_out is not None:
+        check_output_file(Path(json_out))
+    export = mcu.read_export(export_dir)
+    tool = mcu.find_toolchain()
+    names = list(BOARDS) if board == "all" else [board]
+    boards = [mcu.load_board(n) for n in names]
+    mnist = data.load(data_dir)
+    expected = Expected(export.model_path.read_bytes(), mnist.x_test, quiet)
+    request = mcu.BoardRequest(
+        images=images,
+        count_images=count_images,
+        dsp=not no_dsp,
+        stack_size=stack_size,
+        timeout=timeout,
+        extra_cflags=tuple(cflags),
+    )
+
+    def log(msg: str) -> None:
+        if not quiet:
+            click.echo(msg, err=True)
+
+    reports = []
+    with _build_root(build_dir) as root:
+        for b in boards:
+            rep = mcu.run_board(
+                export, b, tool, root / b.name, mnist.x_test, expected, request, log=log
+            )
+            if build_dir is None:
+                rep.pop("elf", None)
+            reports.append(rep)
+    result = {
+        "export_dir": str(Path(export_dir).resolve()),
+        "prefix": export.prefix,
+        "macs": export.macs(),
+        "passed": all(r["passed"] for r in reports),
+        "boards": reports,
+    }
+    _print_reports(reports)
+    failed = [r for r in reports if not r["passed"]]
+    for r in failed:
+        c = r["check"]
+        click.echo(
+            f"FAIL {r['board']}: {c['mismatched_images']} of {c['images']} images differ "
+            f"({c['mismatched_bytes']} bytes; first: image {c['first_mismatch']})",
+            err=True,
+        )
+    if json_out is not None:
+        atomic_write_json(json_out, result)
+    if not failed:
+        click.echo(f"all outputs match on {', '.join(names)}")
+    return 1 if failed else 0

@@ -1,0 +1,172 @@
+"""Shared helpers for the export-c tests: compile and run the generated engine, run TFLM.
+
+Results that cost seconds (TFLM over 10,000 images, compiled binaries) are cached per process
+by model content, so several test modules can share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+HARNESS = Path(__file__).resolve().parent / "c" / "harness.c"
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow"]
+SANITIZE = [
+    "-O1",
+    "-g",
+    "-fno-omit-frame-pointer",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+]
+
+_TFLM_CACHE: dict[tuple[str, str, tuple[int, ...]], dict[int, np.ndarray]] = {}
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def compile_harness(
+    standalone: Path,
+    binary: Path,
+    flags: list[str],
+    prefix: str = "lenet",
+    cc: str = "gcc",
+    trace: bool = False,
+) -> Path:
+    """Build the engine in ``standalone`` with tests/c/harness.c into ``binary``.
+
+    With ``trace`` the engine's debug hook is compiled in and the harness implements it.
+    """
+    P = prefix.upper()
+    defines = [
+        f'-DENGINE_HEADER="{prefix}.h"',
+        f"-DENGINE_INPUT_SIZE={P}_INPUT_SIZE",
+        f"-DENGINE_OUTPUT_SIZE={P}_OUTPUT_SIZE",
+        f"-DENGINE_SCRATCH_SIZE={P}_SCRATCH_SIZE",
+        f"-DENGINE_INFER={prefix}_infer",
+    ]
+    if trace:
+        defines += [f"-D{P}_TRACE", f"-DENGINE_TRACE_FN={prefix}_trace"]
+    sources = sorted(str(p) for p in standalone.glob("*.c"))
+    cmd = [
+        cc,
+        *flags,
+        "-std=c99",
+        "-I",
+        str(standalone),
+        *defines,
+        *sources,
+        str(HARNESS),
+        "-o",
+        str(binary),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"compile failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return binary
+
+
+class EngineRun:
+    """The harness running in the background on a file of inputs (see :func:`start_engine`)."""
+
+    def __init__(
+        self, binary: Path, inputs: np.ndarray, output_size: int, workdir: Path, trace: bool = False
+    ) -> None:
+        self.n = len(inputs)
+        self.output_size = output_size
+        self.src = workdir / f"{binary.name}.in"
+        self.dst = workdir / f"{binary.name}.out"
+        self.trace = workdir / f"{binary.name}.trace" if trace else None
+        np.ascontiguousarray(inputs, dtype=np.int8).tofile(self.src)
+        args = [str(binary), str(self.src), str(self.dst)]
+        if self.trace is not None:
+            args.append(str(self.trace))
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self._result: tuple[np.ndarray, int] | None = None
+
+    def result(self) -> tuple[np.ndarray, int]:
+        """Wait; return (outputs [N, output_size], scratch size of the build)."""
+        if self._result is None:
+            stdout, stderr = self.proc.communicate(timeout=1800)
+            if self.proc.returncode != 0:
+                raise AssertionError(f"engine failed ({self.proc.returncode}):\n{stderr[-3000:]}")
+            scratch, n = (int(v) for v in stdout.split())
+            assert n == self.n
+            out = np.fromfile(self.dst, dtype=np.int8).reshape(self.n, self.output_size)
+            self._result = (out, scratch)
+        return self._result
+
+    def layers(self, sizes: list[int]) -> list[np.ndarray]:
+        """Per-layer outputs from the trace: one [N, size] array per engine step."""
+        self.result()
+        assert self.trace is not None
+        raw = np.fromfile(self.trace, dtype=np.int8).reshape(self.n, sum(sizes))
+        bounds = np.cumsum([0, *sizes])
+        return [raw[:, bounds[i] : bounds[i + 1]] for i in range(len(sizes))]
+
+
+def run_engine(
+    binary: Path, inputs: np.ndarray, output_size: int, workdir: Path
+) -> tuple[np.ndarray, int]:
+    """Run the harness on int8 ``inputs`` [N, ...]; return (outputs [N, output_size], scratch
+    size the binary was built with)."""
+    src = workdir / f"{binary.name}.in"
+    dst = workdir / f"{binary.name}.out"
+    np.ascontiguousarray(inputs, dtype=np.int8).tofile(src)
+    proc = subprocess.run(
+        [str(binary), str(src), str(dst)], capture_output=True, text=True, check=False, timeout=900
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"{binary.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    scratch, n = (int(v) for v in proc.stdout.split())
+    assert n == len(inputs)
+    out = np.fromfile(dst, dtype=np.int8).reshape(len(inputs), output_size)
+    return out, scratch
+
+
+def tflm_tensors(
+    model_bytes: bytes, inputs: np.ndarray, tensors: tuple[int, ...], key: str = ""
+) -> dict[int, np.ndarray]:
+    """TFLM's values of ``tensors`` (flattened, int8) for every input, in one pass.
+
+    Uses the interpreter's preserve-all-tensors mode to read intermediate tensors.
+    """
+    cache_key = (
+        sha(model_bytes) + sha(np.ascontiguousarray(inputs).tobytes()),
+        key,
+        tuple(tensors),
+    )
+    if cache_key in _TFLM_CACHE:
+        return _TFLM_CACHE[cache_key]
+    from tflite_micro.python.tflite_micro import runtime as rt
+
+    from firmware_export.sysutil import quiet_stderr
+
+    with quiet_stderr():
+        it = rt.Interpreter.from_bytes(
+            model_bytes,
+            arena_size=max(256 * 1024, 8 * len(model_bytes)),
+            intrepreter_config=rt.InterpreterConfig.kPreserveAllTensors,
+        )
+    details = it.get_input_details(0)
+    out: dict[int, list[np.ndarray]] = {t: [] for t in tensors}
+    for x in inputs:
+        it.set_input(np.asarray(x, dtype=details["dtype"]).reshape(details["shape"]), 0)
+        with quiet_stderr():
+            it.invoke()
+        for t in tensors:
+            out[t].append(np.array(it.GetTensor(t, 0)["tensor_data"]).ravel())
+    result = {t: np.stack(v) for t, v in out.items()}
+    _TFLM_CACHE[cache_key] = result
+    return result

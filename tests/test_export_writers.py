@@ -1,0 +1,167 @@
+"""Golden tests for the small emitter pieces, and the plan's structural guarantees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from firmware_export import csyntax
+from firmware_export.c_writer import Array, StandaloneWriter
+from firmware_export.csyntax import Names, banner, c_float, c_int, c_values, check_prefix, render
+from firmware_export.errors import FirmwareExportError
+from firmware_export.plan import ARENA_ALIGN, Plan, PoolSpec, Table, build_plan
+from firmware_export.reader import load_graph
+from firmware_export.tflm_writer import Arena
+
+
+def test_c_values_golden() -> None:
+    assert c_values([1, -22, 333], per_line=2) == "      1, -22,\n    333"
+    assert c_values([]) == "    0"
+    assert c_values([-(1 << 31), 5], per_line=8) == ("    (-2147483647 - 1),                 5")
+
+
+def test_c_literals_golden() -> None:
+    assert c_float(0.003921569) == "0.00392156886f"
+    assert c_float(1 / 256) == "0.00390625f"
+    assert c_float(2.0) == "2.0f"
+    assert c_float(1e-10) == "1.00000001e-10f"
+    assert np.float32(float(c_float(0.1234567)[:-1])) == np.float32(0.1234567)
+    assert c_int(-(1 << 31)) == "(-2147483647 - 1)"
+    assert c_int(7) == "7"
+
+
+def test_banner_golden() -> None:
+    assert banner(["a", "b c"]) == "/*\n * a\n * b c\n */"
+    assert banner(["a", ""], style="hash") == "# a\n#"
+
+
+def test_array_render_golden() -> None:
+    arr = Array("int8_t", "lenet_x", [1, -2, 3], "x [3]")
+    text = render(
+        "weights.c.j2", banner="/* b */", p="lenet", P="LENET", arrays=[arr.as_context()], align=16
+    )
+    assert text == (
+        "/* b */\n"
+        "/**\n * @file lenet_weights.c\n"
+        " * @brief Constant model data, pre-arranged for the kernels at export time.\n */\n"
+        '#include "lenet_weights.h"\n'
+        "\n/* x [3] */\n"
+        "LENET_ALIGN(16) const int8_t lenet_x[3] = {\n"
+        "     1, -2,  3\n"
+        "};\n"
+    )
+
+
+def test_table_c_order_golden() -> None:
+    t = Table(list(range(-128, 128)), ["ID"])
+    order = t.c_order()
+    assert order[0] == 0 and order[127] == 127 and order[128] == -128 and order[255] == -1
+    neg = Table([-v - 1 for v in range(-128, 128)], ["NOT"])
+    assert t.then(neg).values == neg.values and t.then(neg).ops == ["ID", "NOT"]
+
+
+def test_pool_initializer_golden() -> None:
+    w = StandaloneWriter.__new__(StandaloneWriter)
+    w.n = Names("net")
+    assert w.pool_init(None) == "{ NET_POOL_NONE, 1, 1, 1, 1, 0, 0, 0, 0, -128, 127 }"
+    spec = PoolSpec("avg", 2, 2, 2, 2, 0, 1, 14, 14, -128, 127)
+    assert w.pool_init(spec) == "{ NET_POOL_AVG, 2, 2, 2, 2, 0, 1, 14, 14, -128, 127 }"
+
+
+def test_arena_margin() -> None:
+    assert (Arena(14368, "x").margin, Arena(14368, "x").size) == (1440, 15808)
+    assert (Arena(1000, "x").margin, Arena(1000, "x").size) == (512, 1520)
+
+
+@pytest.mark.parametrize("prefix", ["lenet", "digits", "MyNet2", "m", "net_v2"])
+def test_prefix_accepted(prefix: str) -> None:
+    assert check_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize(
+    "prefix,why",
+    [
+        ("", "C identifier"),
+        ("2net", "C identifier"),
+        ("my-net", "C identifier"),
+        ("_net", "C identifier"),
+        ("a" * 33, "C identifier"),
+        ("net_", "must not end"),
+        ("my__net", "must not end"),
+        ("int", "keyword"),
+        ("class", "keyword"),
+        ("memory", "reserved"),
+        ("strong", "reserved"),
+        ("total", "reserved"),
+        ("isnet", "reserved"),
+        ("E2", "reserved"),
+        ("SIGNAL", "reserved"),
+    ],
+)
+def test_prefix_rejected(prefix: str, why: str) -> None:
+    with pytest.raises(FirmwareExportError, match=why):
+        check_prefix(prefix)
+
+
+def test_names_registry() -> None:
+    n = Names("net")
+    assert n("infer") == "net_infer" and n.macro("ok") == "NET_OK"
+    assert n.emitted == ["net_infer", "NET_OK"]
+    assert csyntax.reserved_reason("and_eq") == "a C++ keyword"
+    assert csyntax.reserved_reason("INT8_MAX") is not None
+    assert csyntax.reserved_reason("net_infer") is None
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def _regions(plan: Plan) -> list[tuple[int, int, int, int, object]]:
+    """(offset, size, first step, last step, owner) of everything placed in the arena."""
+    out: list[tuple[int, int, int, int, object]] = []
+    for b in plan.buffers:
+        if b.location == "arena":
+            out.append((b.offset, b.size, b.first, b.last, b))
+    for i, st in enumerate(plan.steps):
+        if st.scratch:
+            out.append((st.scratch_offset, st.scratch, i, i, st))
+    return out
+
+
+@pytest.mark.parametrize("variant", [{}, {"activation": "relu"}, {"pooling": "max"}])
+def test_memory_plan_never_overlaps_live_data(int8_model: Any, variant: dict[str, str]) -> None:
+    plan = build_plan(load_graph(int8_model(**variant).read_bytes()))
+    regions = _regions(plan)
+    for i, (o1, s1, f1, l1, w1) in enumerate(regions):
+        assert o1 % ARENA_ALIGN == 0 and o1 + s1 <= plan.arena_size
+        for o2, s2, f2, l2, w2 in regions[i + 1 :]:
+            if l1 < f2 or l2 < f1:
+                continue  # not alive at the same time
+            assert o1 + s1 <= o2 or o2 + s2 <= o1, (w1, w2)
+    # Every step reads a buffer written earlier (or the input) and nothing reads the output
+    # before it is written.
+    for i, st in enumerate(plan.steps):
+        assert st.src.location == "input" or st.src.first <= i
+    assert plan.steps[-1].dst.location == "output"
+
+
+def test_seed_plan_fusions_and_in_place(int8_model: Any) -> None:
+    plan = build_plan(load_graph(int8_model().read_bytes()))
+    assert plan.arena_size <= 2560
+    softmax = plan.steps[-1]
+    assert softmax.kind == "softmax" and softmax.in_place and softmax.src.location == "output"
+    assert [len(st.ops) for st in plan.steps] == [3, 3, 2, 2, 1, 1]
+    assert plan.macs == 326_520 and plan.tflm_macs == 416_520
+
+
+def test_dead_ops_are_pruned(int8_model: Any) -> None:
+    from tflite_build import retarget_output
+
+    data = int8_model().read_bytes()
+    graph = load_graph(data)
+    conv = graph.ops[0]
+    plan = build_plan(load_graph(retarget_output(data, conv.outputs[0])))
+    assert len(plan.steps) == 1 and plan.steps[0].kind == "conv"
+    assert plan.steps[0].table is None and plan.steps[0].pool is None  # type: ignore[attr-defined]
+    assert len(plan.dead_ops) == len(graph.ops) - 1

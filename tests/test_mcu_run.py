@@ -1,0 +1,273 @@
+"""`lenet-edge mcu-test` end to end: a real export of a short-trained seed model, built for the
+four emulated boards, run under QEMU and compared byte for byte with the TFLM interpreter.
+
+Skips when the Cortex-M toolchain or QEMU is absent, unless the environment variable CI is set
+(CI installs them through `.ci/run`), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from firmware_export import mcu
+from lenet_edge import data
+from lenet_edge.cli import main
+from lenet_edge.commands.mcu_test import BOARDS, Expected
+
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+#: Embedded vectors per board in the default suite: as many as fit on the small parts; a
+#: bounded number on the 4 MB MPS2 boards (the full set runs in the slow streaming tests).
+IMAGES = {"mps2-an386": "400", "mps2-an500": "400", "microbit": "fit", "stm32vldiscovery": "fit"}
+
+
+def need_toolchain() -> mcu.Toolchain:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"Cortex-M toolchain absent ({', '.join(missing)}); `make system-deps`")
+    return mcu.find_toolchain()
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> mcu.Toolchain:
+    return need_toolchain()
+
+
+@pytest.fixture(scope="module")
+def seed_export(
+    toolchain: mcu.Toolchain, int8_model: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """`lenet-edge export-c` of the short-trained seed int8 model."""
+    out = tmp_path_factory.mktemp("mcu-export") / "lenet_c"
+    assert main(["export-c", str(int8_model()), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(seed_export: Path, mnist: data.Mnist) -> Expected:
+    """TFLM outputs for the first N test images (computed once, on demand)."""
+    return Expected((seed_export / "model.tflite").read_bytes(), mnist.x_test, quiet=True)
+
+
+_runs: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="module")
+def board_run(seed_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Run `mcu-test --board B` once per board in this module; return its JSON report."""
+
+    def run(board: str) -> dict[str, Any]:
+        if board not in _runs:
+            tmp = tmp_path_factory.mktemp(f"mcu-{board}")
+            out = tmp / "report.json"
+            rc = main(
+                [
+                    "mcu-test",
+                    str(seed_export),
+                    "--board",
+                    board,
+                    "--images",
+                    IMAGES[board],
+                    "--json",
+                    str(out),
+                    "--build-dir",
+                    str(tmp / "build"),
+                    "-q",
+                ]
+            )
+            report = json.loads(out.read_text())
+            assert rc == 0, report
+            _runs[board] = report["boards"][0]
+        return _runs[board]
+
+    return run
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_embedded_vectors_match_tflm_on_every_board(
+    board: str, board_run: Any, seed_export: Path
+) -> None:
+    r = board_run(board)
+    check = r["check"]
+    assert r["passed"] and check["mismatched_images"] == 0 and check["mismatched_bytes"] == 0
+    if IMAGES[board] == "fit":
+        assert check["images"] == r["vector_capacity"] > 20
+    else:
+        assert check["images"] == int(IMAGES[board])
+    mem = r["memory"]
+    flash, ram = mem["flash"], mem["ram"]
+    # The split adds up to arm-none-eabi-size's totals, and everything is within the part.
+    assert (
+        flash["library"]
+        + flash["harness"]
+        + flash["runtime"]
+        + flash["test_vectors"]
+        + flash["fill"]
+        == flash["total"]
+        <= flash["size"]
+    )
+    assert ram["linked"] <= ram["size"]
+    assert flash["library"] > 30_000  # the int8 weights are in the library's flash
+    assert flash["test_vectors"] >= check["images"] * (784 + 10)
+    # The stack was measured (painted and scanned), the library's share included.
+    stack = mem["stack"]
+    assert 0 < stack["library"] < stack["high_water"] < stack["reserved"]
+    assert mem["peak_ram"] == ram["static"] + stack["high_water"]
+    scratch = int(
+        re.search(
+            r"#define LENET_SCRATCH_SIZE (\d+)",
+            (seed_export / "standalone" / "lenet.h").read_text(),
+        ).group(1)
+    )
+    assert ram["scratch"] == scratch
+    # Instructions: exact, per function, adding up; more than one per two MACs.
+    ins = r["instructions"]
+    assert ins["per_inference"] == sum(ins["per_function"].values())
+    assert ins["macs"] == mcu.macs_from_export_json(
+        json.loads((seed_export / "export.json").read_text())
+    )
+    assert ins["per_inference"] > ins["macs"] / 2
+    assert ins["per_mac"] == pytest.approx(ins["per_inference"] / ins["macs"], abs=1e-3)
+    assert "lenet_infer" in ins["per_function"]
+    # Per layer: the calls of lenet_infer, one per export.json layer, adding up to the total.
+    layers = json.loads((seed_export / "export.json").read_text())["layers"]
+    assert [x["name"] for x in ins["per_layer"]] == [x["name"] for x in layers]
+    assert (
+        sum(x["instructions"] for x in ins["per_layer"]) + ins["per_function"]["lenet_infer"]
+        == ins["per_inference"]
+    )
+    assert all(x["instructions"] > x["macs"] / 2 for x in ins["per_layer"])
+    assert not any(name.startswith("mcu_") for name in ins["per_function"])  # harness excluded
+    assert ins["quantize"] > 784  # lenet_quantize_mnist touches every pixel
+
+
+def test_stm32vldiscovery_runs_lenet_in_8k_of_ram(board_run: Any) -> None:
+    r = board_run("stm32vldiscovery")
+    mem = r["memory"]
+    assert r["memory_map"]["ram"] == [0x20000000, 8192]
+    assert mem["ram"]["size"] == 8192
+    assert mem["ram"]["linked"] <= 8192  # data + bss + the reserved stack, checked by the linker
+    assert mem["peak_ram"] < 8192
+    assert mem["library_ram"] < mem["peak_ram"]
+    # The linker really placed RAM in the chip's 8 KB: read its map.
+    map_text = (Path(r["elf"]).with_suffix(".map")).read_text()
+    assert re.search(r"^RAM\s+0x0*20000000\s+0x0*2000\s", map_text, re.M)
+
+
+def test_instruction_count_is_identical_on_two_runs(
+    toolchain: mcu.Toolchain,
+    seed_export: Path,
+    expected: Expected,
+    mnist: data.Mnist,
+    board_run: Any,
+    tmp_path: Path,
+) -> None:
+    export = mcu.read_export(seed_export)
+    board = mcu.load_board("mps2-an386")
+    builder = mcu.Builder(export, board, toolchain, tmp_path / "build")
+    image = builder.link(mnist.x_test[:1], expected(1))
+    first, second = (
+        mcu.count_instructions(
+            toolchain, image, mnist.x_test[:1], expected(1), 600, tmp_path / f"count{i}"
+        )["images"][0]
+        for i in range(2)
+    )
+    assert first == second  # totals and every per-function count, quantize and infer
+    assert first["infer"]["total"] > 0 and len(first["infer"]["per_function"]) >= 3
+    # A different build of the same library (the CLI's, with 400 vectors) counts the same.
+    assert board_run("mps2-an386")["instructions"]["per_inference"] == first["infer"]["total"]
+
+
+@pytest.mark.parametrize("board_name", ["mps2-an386", "mps2-an500"])
+def test_dsp_path_and_portable_path_give_identical_outputs(
+    board_name: str,
+    toolchain: mcu.Toolchain,
+    seed_export: Path,
+    expected: Expected,
+    mnist: data.Mnist,
+    tmp_path: Path,
+) -> None:
+    export = mcu.read_export(seed_export)
+    board = mcu.load_board(board_name)
+    n = 300
+    outputs = {}
+    for dsp in (True, False):
+        builder = mcu.Builder(export, board, toolchain, tmp_path / f"dsp{dsp}", dsp=dsp)
+        assert ("-U__ARM_FEATURE_DSP" in builder.cflags) is not dsp
+        assert ("-DLENET_NO_DSP" in builder.cflags) is not dsp
+        image = builder.link(mnist.x_test[:0], expected(0))
+        _, outputs[dsp] = mcu.run_stream(
+            toolchain, image, mnist.x_test[:n], 10, 600, tmp_path / f"run{dsp}"
+        )
+    assert np.array_equal(outputs[True], outputs[False])
+    assert np.array_equal(outputs[True], expected(n))
+
+
+def test_on_core_comparison_catches_a_single_wrong_byte(
+    toolchain: mcu.Toolchain,
+    seed_export: Path,
+    expected: Expected,
+    mnist: data.Mnist,
+    tmp_path: Path,
+) -> None:
+    export = mcu.read_export(seed_export)
+    board = mcu.load_board("stm32vldiscovery")
+    want = expected(20).copy()
+    want[13, 7] ^= 0x10
+    image = mcu.Builder(export, board, toolchain, tmp_path).link(mnist.x_test[:20], want)
+    result = mcu.run_image(toolchain, image, ["vectors"], 600)
+    assert result.returncode == 1
+    assert result.values["images"] == 20
+    assert result.values["mismatched_images"] == 1
+    assert result.values["mismatched_bytes"] == 1
+    assert result.values["first_mismatch"] == 13
+
+
+@pytest.mark.parametrize("board", ["stm32vldiscovery", "mps2-an386"])
+def test_a_too_small_stack_is_a_one_line_failure(
+    board: str, seed_export: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["mcu-test", str(seed_export), "--board", board, "--images", "3", "--count-images", "0"]
+    assert main([*argv, "-q", "--stack-size", "256"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {board}: the image did not complete") and "\n" not in err
+    assert "stack" in err
+    assert main([*argv, "-q", "--stack-size", "1024"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["mps2-an386", "stm32vldiscovery"])
+def test_streaming_all_10k_test_images_match_tflm(
+    board: str, seed_export: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    rc = main(
+        [
+            "mcu-test",
+            str(seed_export),
+            "--board",
+            board,
+            "--images",
+            "all",
+            "--json",
+            str(out),
+            "-q",
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert rc == 0, report["boards"][0]["check"]
+    r = report["boards"][0]
+    assert r["mode"] == "stream"
+    assert r["check"] == {
+        "images": 10000,
+        "mismatched_images": 0,
+        "mismatched_bytes": 0,
+        "first_mismatch": -1,
+    }
