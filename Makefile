@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN    ?= runs/default
 LE     := $(BIN)/lenet-edge
 
-.PHONY: run test test-slow lint system-deps clean
+.PHONY: run test test-slow lint system-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,16 @@ $(VENV)/.installed: pyproject.toml
 system-deps:
 	bash scripts/install-system-deps.sh
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed system-deps
 	$(LE) data fetch
 	$(LE) train --out $(RUN)
+	$(LE) quantize $(RUN)/model.keras --out $(RUN)/model_int8.tflite
+	$(LE) verify $(RUN)/model_int8.tflite --reference $(RUN)/model.keras --backend all \
+	    --json $(RUN)/verify.json
+	$(LE) export-c $(RUN)/model_int8.tflite --out $(RUN)/c
+	$(MAKE) -C $(RUN)/c/test test
+	$(LE) mcu-test $(RUN)/c --board all --json $(RUN)/mcu.json
+	$(LE) report $(RUN)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -30,6 +37,9 @@ test: $(VENV)/.installed system-deps lint
 
 test-slow: $(VENV)/.installed system-deps
 	$(BIN)/pytest -q -m slow
+
+bench: $(VENV)/.installed system-deps
+	$(LE) bench --out benchmarks
 
 clean:
 	rm -rf runs build .pytest_cache .mypy_cache .ruff_cache

@@ -1103,9 +1103,11 @@ def run_board(
     expected_fn: ExpectedFn,
     request: BoardRequest,
     log: Callable[[str], None] | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Build, run and measure on one board. ``expected_fn(n)`` returns the expected int8
-    outputs of the first ``n`` images of ``raw_images`` (uint8 [N, 28, 28])."""
+    outputs of the first ``n`` images of ``raw_images`` (uint8 [N, 28, 28]). With ``labels``,
+    a streaming run also reports the top-1 accuracy of the outputs computed on the core."""
     say = log or (lambda _msg: None)
     t_start = time.monotonic()
     builder = Builder(
@@ -1140,6 +1142,9 @@ def run_board(
             tool, image, raw_images, out_size, request.timeout, build_dir / "stream"
         )
         check = compare_outputs(got, expected)
+        if labels is not None:
+            pred = np.argmax(got, axis=1)  # first maximum wins, as in <prefix>_predict
+            report["on_mcu_accuracy"] = float(np.mean(pred == labels[: len(got)]))
         mode = "stream"
     else:
         capacity = builder.vector_capacity(total)

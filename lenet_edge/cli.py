@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "quantize",
     "verify",
     "mcu_test",
+    "bench",
     "report",
     "predict",
 )

@@ -130,6 +130,12 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
             f"{(f'{per_mac:.2f}' if per_mac is not None else '-'):>9} {r['qemu_seconds']:>7.2f}"
         )
     for r in reports:
+        if "on_mcu_accuracy" in r:
+            click.echo(
+                f"{r['board']}: top-1 accuracy of the outputs computed on the core: "
+                f"{100 * r['on_mcu_accuracy']:.2f}% over {r['check']['images']} test images"
+            )
+    for r in reports:
         ins = r.get("instructions")
         if not ins:
             continue
@@ -267,7 +273,15 @@ def command(
     with _build_root(build_dir) as root:
         for b in boards:
             rep = mcu.run_board(
-                export, b, tool, root / b.name, mnist.x_test, expected, request, log=log
+                export,
+                b,
+                tool,
+                root / b.name,
+                mnist.x_test,
+                expected,
+                request,
+                log=log,
+                labels=mnist.y_test,
             )
             if build_dir is None:
                 rep.pop("elf", None)
