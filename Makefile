@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN    ?= runs/default
 LE     := $(BIN)/lenet-edge
 
-.PHONY: run test test-slow lint system-deps bench clean
+.PHONY: run test test-slow lint system-deps bench fuzz fuzz-reader fuzz-engine clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,18 @@ test-slow: $(VENV)/.installed system-deps
 
 bench: $(VENV)/.installed system-deps
 	$(LE) bench --out benchmarks
+
+# The long fuzz runs (issue 7), on the seed model that `make run` writes; each writes its
+# figures (cases, outcomes, wall time, findings) to build/fuzz/*.json and exits 1 on a finding.
+fuzz: fuzz-reader fuzz-engine
+
+fuzz-reader: $(VENV)/.installed
+	$(BIN)/python scripts/fuzz_reader.py --cases 100000 --model $(RUN)/model_int8.tflite \
+	    --out build/fuzz/reader.json
+
+fuzz-engine: $(VENV)/.installed
+	$(BIN)/python scripts/fuzz_engine.py --random 100000 --images 10000 \
+	    --model $(RUN)/model_int8.tflite --out build/fuzz/engine.json
 
 clean:
 	rm -rf runs build .pytest_cache .mypy_cache .ruff_cache

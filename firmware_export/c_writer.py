@@ -2,7 +2,10 @@
 
 The writer only spells out what the plan decided: arrays, parameter blocks in the order of
 the C structs, and the call sequence. Kernel sources are fixed templates (one kernel per
-file) instantiated for the prefix.
+file) instantiated for the prefix; a convolution planned as a *tile* convolution also gets
+its own function in the convolution file, with the layer's dimensions as constants and the
+straight-line code of one 2x2 block written by ``firmware_export.tile`` (for the Cortex-M DSP
+extension, for portable C and for x86 AVX2 / AVX-512).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_export import tile
 from firmware_export.csyntax import Names, c_float, c_int, c_values, render
 from firmware_export.plan import (
+    FC_ROWS,
     Buffer,
     ConvStep,
     FullyConnectedStep,
@@ -43,6 +48,7 @@ class Array:
     values: list[int]
     comment: str
     per_line: int = 16
+    guard: str = ""  # a preprocessor condition the array is compiled under ("" = always)
 
     @property
     def count(self) -> int:
@@ -55,6 +61,7 @@ class Array:
             "count": self.count,
             "comment": self.comment,
             "body": c_values(self.values, self.per_line),
+            "guard": self.guard,
         }
 
 
@@ -77,6 +84,81 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def _simd_context(
+    simd: tile.Simd, s: ConvStep, width: int, n_maps: int, lanes: int, rows: bool
+) -> dict[str, object]:
+    """What the x86 macros of conv_tile.c.j2 need for one vector width."""
+    assert s.tile is not None
+    shape = s.tile.shape
+    vectors = -(-s.out_c // simd.lanes)
+    nq = -(-2 * s.tile.windows // simd.lanes)
+    return {
+        "lanes": simd.lanes,
+        "T": simd.T,
+        "F": simd.F,
+        "mask_t": simd.mask_t,
+        "sat": simd.sat,
+        "requant": simd.requant,
+        "lookup": simd.lookup,
+        "store": simd.store,
+        "mask": simd.mask,
+        "mask_n": simd.mask_n,
+        "maskload": simd.maskload,
+        "gather4": simd.gather4,
+        "swap_pairs": simd.swap_pairs,
+        "store_even": simd.store_even,
+        "vectors": vectors,
+        "group": tile.x86_group(vectors, simd.lanes),
+        "nq": nq,
+        "rows": tile.rows_x86(shape, width, nq, simd) if rows else [],
+        "block": [] if rows else tile.block_x86(shape, width, vectors, lanes, simd, n_maps),
+    }
+
+
+def _clamp_table(table: Table | None, lo: int, hi: int) -> Table | None:
+    """The activation table with the activation clamp folded in (the tile kernel saturates to
+    int8 and looks up); None when there is neither."""
+    if table is None and (lo, hi) == (-128, 127):
+        return None
+    base = table.values if table is not None else list(range(-128, 128))
+    ops = [] if (lo, hi) == (-128, 127) else [f"clamp [{lo}, {hi}]"]
+    ops += table.ops if table is not None else []
+    return Table([base[min(max(v, lo), hi) + 128] for v in range(-128, 128)], ops)
+
+
+def _fill_code(s: ConvStep, width: int, prefix: str) -> tuple[list[str], list[str]]:
+    """Statements filling one tile column (all rows) of one input channel: from ``q`` (the
+    column's top input, all rows inside the image) and with bounds checks. In scope: ``col``
+    (the tile word of row 0), ``y0``, ``x``, ``ch``, ``input``."""
+    assert s.tile is not None
+    shape = s.tile.shape
+    row = s.in_w * s.in_c
+    at = f"{prefix}_{s.name}_tile_at"
+    pack = f"{prefix}_pack16"
+
+    def body(value: list[str], right: list[str]) -> list[str]:
+        lines = [f"const int32_t v{r} = {value[r]};" for r in range(shape.kh + 1)]
+        for r in range(shape.kv):
+            lines.append(f"col[{r * width}] = {pack}(v{r}, v{r + 1});")
+        if shape.kh % 2:
+            lines.append(f"const int32_t h0 = {right[0]};")
+            lines.append(f"const int32_t h1 = {right[1]};")
+            lines.append(f"col[{shape.kv * width}] = {pack}(v{shape.kh - 1}, h0);")
+            lines.append(f"col[{(shape.kv + 1) * width}] = {pack}(v{shape.kh}, h1);")
+        return lines
+
+    kh = shape.kh
+    fast = body(
+        [f"q[{r * row}]" for r in range(kh + 1)],
+        [f"q[{(kh - 1) * row + s.in_c}]", f"q[{kh * row + s.in_c}]"],
+    )
+    slow = body(
+        [f"{at}(input, y0 + {r}, x, ch)" for r in range(kh + 1)],
+        [f"{at}(input, y0 + {kh - 1}, x + 1, ch)", f"{at}(input, y0 + {kh}, x + 1, ch)"],
+    )
+    return fast, slow
+
+
 class StandaloneWriter:
     """Collects arrays and parameter blocks for one plan, then renders every file."""
 
@@ -91,14 +173,23 @@ class StandaloneWriter:
         self.layers: list[dict[str, object]] = []
         self.calls: list[dict[str, str]] = []
         self.op_names: dict[int, str] = {}
+        self.tiles: list[dict[str, object]] = []
+        self.tile_functions: list[dict[str, object]] = []
+        self.generic_conv = False
 
     # --- helpers -----------------------------------------------------------------------
 
     def array(
-        self, ctype: str, suffix: str, values: list[int], comment: str, per_line: int = 16
+        self,
+        ctype: str,
+        suffix: str,
+        values: list[int],
+        comment: str,
+        per_line: int = 16,
+        guard: str = "",
     ) -> str:
         name = self.n(suffix)
-        self.arrays.append(Array(ctype, name, [int(v) for v in values], comment, per_line))
+        self.arrays.append(Array(ctype, name, [int(v) for v in values], comment, per_line, guard))
         return name
 
     def table(self, step: Step, table: Table | None) -> str:
@@ -107,8 +198,9 @@ class StandaloneWriter:
         return self.array(
             "int8_t",
             f"{step.name}_table",
-            table.c_order(),
-            f"{step.name} activation table ({' then '.join(table.ops)}), indexed by (uint8_t)x",
+            [*table.values, 0, 0, 0, 0],
+            f"{step.name} activation table ({' then '.join(table.ops)}), indexed by x + 128 "
+            "(and 4 bytes of padding for 32-bit gathers)",
         )
 
     def buf(self, b: Buffer, writable: bool) -> str:
@@ -146,7 +238,150 @@ class StandaloneWriter:
 
     # --- steps -------------------------------------------------------------------------
 
+    def add_tile_conv(self, s: ConvStep) -> None:
+        tp = s.tile
+        assert tp is not None and s.fast is not None
+        shape = tp.shape
+        n_maps = len(s.patch_channels)
+        width = tp.width
+        map_words = shape.rows * width
+        fn = self.n(f"{s.name}_tile")
+        self.n(f"{s.name}_tile_at")
+        self.n(f"{s.name}_tile_fill")
+        w = self.array(
+            "int32_t",
+            f"{s.name}_weights",
+            tp.weights.reshape(-1).tolist(),
+            f"{s.name} weights as doubled int16 pairs of taps (low half first), "
+            f"[{len(tp.maps)} (output channel, used input channel)][{tp.weights.shape[1]} "
+            f"pairs] of the {_shape(s.weight_shape)} OHWI filter ({s.skipped_channels} "
+            "all-zero input maps skipped)",
+            8,
+        )
+        rq = self.array(
+            "int32_t",
+            f"{s.name}_requant",
+            [
+                v
+                for c in range(s.out_c)
+                for v in (tp.bias[c], s.multiplier[c], s.fast.round[c], s.fast.rshift[c])
+            ],
+            f"{s.name} per output channel [{s.out_c}]: bias with the input zero point "
+            f"({s.input_zero_point}) folded in, doubled; requantization multiplier (Q0.31); "
+            f"rounding + output zero point ({s.output_zero_point}) << shift; right shift",
+            4,
+        )
+        identity = s.patch_channels == list(range(s.in_c))
+        if identity:
+            channel_expr = "m"
+        else:
+            pc = self.array(
+                "uint16_t",
+                f"{s.name}_channels",
+                s.patch_channels,
+                f"{s.name} input channels with a non-zero weight [{n_maps}]",
+            )
+            channel_expr = f"(int32_t){pc}[m]"
+        map_start = map_offset = ""
+        if not tp.dense:
+            map_start = self.array(
+                "uint16_t",
+                f"{s.name}_map_start",
+                tp.map_start,
+                f"{s.name} first entry of each output channel in {s.name}_map_offset "
+                f"[{s.out_c} + 1]",
+            )
+            offsets = [k * map_words for k in tp.maps]
+            map_offset = self.array(
+                "uint16_t" if max(offsets, default=0) <= 0xFFFF else "int32_t",
+                f"{s.name}_map_offset",
+                offsets,
+                f"{s.name} tile offset (words) of each (output channel, used input channel) "
+                f"[{len(offsets)}]",
+            )
+        lanes = -(-s.out_c // 16) * 16
+        x86 = np.zeros((n_maps, tp.weights.shape[1], lanes), np.int64)
+        for oc in range(s.out_c):
+            for k in range(tp.map_start[oc], tp.map_start[oc + 1]):
+                x86[tp.maps[k], :, oc] = tp.weights[k]
+        w_x86 = self.array(
+            "int32_t",
+            f"{s.name}_weights_x86",
+            x86.reshape(-1).tolist(),
+            f"{s.name} weights for the x86 AVX2 path: [{n_maps} input channels]"
+            f"[{tp.weights.shape[1]} pairs][{lanes} output channels, zero padded]",
+            8,
+            guard=f"{self.P}_X86_WEIGHTS",
+        )
+        # x86: the strip's positions as lanes when the strip is wide and there is one input
+        # channel (and pooling); the output channels as lanes otherwise.
+        x86_rows = n_maps == 1 and tp.windows >= 4 and s.pool is not None
+        lut = _clamp_table(s.table, s.act_min, s.act_max)
+        table = self.table(s, lut) if lut else ""
+        q = s.pool
+        pool_clamp = q is not None and (q.act_min, q.act_max) != (-128, 127)
+        fill_fast, fill_slow = _fill_code(s, width, self.p)
+        context = {
+            "name": s.name,
+            "fn": fn,
+            "describe": f"{s.kernel_h}x{s.kernel_w} kernel, {s.in_c} -> {s.out_c} channels, "
+            f"{tp.blocks_h}x{tp.blocks_w} blocks of 2x2 outputs, {tp.windows} per strip",
+            "in_h": s.in_h,
+            "in_w": s.in_w,
+            "in_c": s.in_c,
+            "kh": shape.kh,
+            "kw": shape.kw,
+            "kv": shape.kv,
+            "rows": shape.rows,
+            "has_h": shape.kh % 2 == 1,
+            "h_extra": 1 if shape.kh % 2 else 0,
+            "width": width,
+            "windows": tp.windows,
+            "blocks_h": tp.blocks_h,
+            "blocks_w": tp.blocks_w,
+            "pad_top": s.pad_top,
+            "pad_left": s.pad_left,
+            "zp_in": c_int(s.input_zero_point),
+            "out_c": s.out_c,
+            "conv_w": s.conv_w,
+            "n_maps": n_maps,
+            "map_words": map_words,
+            "npairs": tp.weights.shape[1],
+            "channel_expr": channel_expr,
+            "dense": tp.dense,
+            "map_start": map_start,
+            "map_offset": map_offset,
+            "weights": w,
+            "rq": rq,
+            "table": table,
+            "pool": q.kind if q else None,
+            "pool_clamp": pool_clamp,
+            "pool_min": q.act_min if q else -128,
+            "pool_max": q.act_max if q else 127,
+            "fill_fast": fill_fast,
+            "fill_slow": fill_slow,
+            "block_dsp": tile.block_dsp(shape, width, self.p),
+            "block_portable": tile.block_portable(shape, width),
+            "x86_rows": x86_rows,
+            "lanes": lanes,
+            "y": _simd_context(tile.Simd(8, self.p), s, width, n_maps, lanes, x86_rows),
+            "z": _simd_context(tile.Simd(16, self.p), s, width, n_maps, lanes, x86_rows),
+            "weights_x86": w_x86,
+        }
+        self.tiles.append(context)
+        self.tile_functions.append({"name": s.name, "fn": fn, "scratch": s.scratch})
+        self.layer(
+            s,
+            "",
+            [],
+            f"{fn}({self.buf(s.src, False)}, {self.buf(s.dst, True)}, arena + {s.scratch_offset})",
+        )
+
     def add_conv(self, s: ConvStep) -> None:
+        if s.algo == "tile":
+            self.add_tile_conv(s)
+            return
+        self.generic_conv = True
         oc, kh, kw = s.out_c, s.kernel_h, s.kernel_w
         dense = int(np.prod(s.weight_shape))
         w = self.array(
@@ -238,8 +473,9 @@ class StandaloneWriter:
         w = self.array(
             "int8_t",
             f"{s.name}_weights",
-            s.weights.reshape(-1).tolist(),
-            f"{s.name} weights [{s.out_size}][{s.in_size}]",
+            s.packed_weights().tolist(),
+            f"{s.name} weights [{s.out_size}][{s.in_size}] in blocks of {FC_ROWS} rows "
+            f"([{s.rows_padded // FC_ROWS}][{s.in_padded // 4}][{FC_ROWS}][4], zero padded)",
         )
         b = self.array(
             "int32_t",
@@ -256,16 +492,35 @@ class StandaloneWriter:
             f"{s.name} requantization multipliers [{s.out_size}] ({how}), Q0.31",
             8,
         )
-        sh = self.array(
-            "int32_t",
-            f"{s.name}_shift",
-            s.shift,
-            f"{s.name} requantization shifts [{s.out_size}]",
-            16,
-        )
+        if s.fast is not None:
+            sh = self.array(
+                "int32_t",
+                f"{s.name}_shift",
+                s.fast.rshift,
+                f"{s.name} requantization right shifts [{s.out_size}]",
+                16,
+            )
+            rnd = self.array(
+                "int32_t",
+                f"{s.name}_round",
+                s.fast.round,
+                f"{s.name} rounding + output zero point ({s.output_zero_point}) << shift "
+                f"[{s.out_size}]",
+                8,
+            )
+        else:
+            sh = self.array(
+                "int32_t",
+                f"{s.name}_shift",
+                s.shift,
+                f"{s.name} requantization shifts [{s.out_size}]",
+                16,
+            )
+            rnd = "NULL"
         lut = self.table(s, s.table)
         fields = [
             Field(str(s.in_size), "in_size"),
+            Field(str(s.in_padded), "in_padded"),
             Field(str(s.out_size), "out_size"),
             Field(c_int(s.output_zero_point), "output_zero_point"),
             Field(f"{s.act_min}, {s.act_max}", "act_min, act_max"),
@@ -273,6 +528,7 @@ class StandaloneWriter:
             Field(b, "bias"),
             Field(m, "multiplier"),
             Field(sh, "shift"),
+            Field(rnd, "round"),
             Field(lut, "lut"),
         ]
         self.layer(
@@ -280,7 +536,7 @@ class StandaloneWriter:
             "fully_connected_t",
             fields,
             f"{self.n('fully_connected_s8')}(&{self.n(s.name)}, {self.buf(s.src, False)}, "
-            f"{self.buf(s.dst, True)})",
+            f"{self.buf(s.dst, True)}, arena + {s.scratch_offset})",
         )
 
     def add_pool(self, s: PoolStep) -> None:
@@ -329,8 +585,8 @@ class StandaloneWriter:
         comment = f"{s.name}: {self.describe_ops(s)} ({where})"
         self.layers.append(
             {
-                "ctype": self.n(ctype_suffix),
-                "name": self.n(s.name),
+                "ctype": self.n(ctype_suffix) if fields else "",
+                "name": self.n(s.name) if fields else "",
                 "fields": fields,
                 "comment": comment,
             }
@@ -395,6 +651,26 @@ class StandaloneWriter:
             "clamp",
             "dot_s8",
             "arith_shift_check",
+            "arith_shift_check64",
+            "mulhi",
+            "requantize_fast",
+            "sat8",
+            "pack16",
+            "sxtb16_ror8",
+            "reach_t",
+            "fc_finish",
+            "fc_rows_dsp",
+            "fc_rows_avx2",
+            "fc_fold_avx2",
+            "requantize_fast16",
+            "sat8x16",
+            "lookup16",
+            "store16",
+            "mask16",
+            "requantize_fast8",
+            "sat8x8",
+            "lookup8",
+            "store8",
             "trace",
         ):
             self.n(suffix)
@@ -422,6 +698,19 @@ class StandaloneWriter:
             "TRACE",
             "TRACE_STEP",
             "CONV_BLOCK",
+            "FC_ROWS",
+            "DSP",
+            "NO_DSP",
+            "LDRD",
+            "LDRD_NEXT",
+            "NOINLINE",
+            "AVX2",
+            "AVX512",
+            "NO_SIMD",
+            "X86_WEIGHTS",
+            "KEEP",
+            "FC_PASS",
+            "FC_W16",
         ):
             self.n.macro(suffix)
 
@@ -455,10 +744,12 @@ class StandaloneWriter:
             ),
         )
         files[f"{p}_arith.h"] = render("arith.h.j2", **common)
-        files[f"{p}_kernels.h"] = render("kernels.h.j2", **common)
+        files[f"{p}_kernels.h"] = render(
+            "kernels.h.j2", **common, tile_functions=self.tile_functions
+        )
         for kind in sorted({s.kind for s in plan.steps}):
             files[f"{p}_{KERNEL_FILES[kind][: -len('.c.j2')]}.c"] = render(
-                KERNEL_FILES[kind], **common
+                KERNEL_FILES[kind], **common, tiles=self.tiles, generic=self.generic_conv
             )
         arrays = [a.as_context() for a in self.arrays]
         files[f"{p}_weights.h"] = render("weights.h.j2", **common, arrays=arrays)

@@ -71,12 +71,23 @@ def _layer_report(step: planmod.Step, op_kinds: dict[int, str]) -> dict[str, Any
             skipped_input_maps=step.skipped_channels,
             fused_table=step.table.ops if step.table else [],
             fused_pool=step.pool.kind if step.pool else None,
+            algo=step.algo,
+            fast_requantization=step.fast is not None,
         )
+        if step.tile is not None:
+            out["tile"] = {
+                "pairs_per_channel": int(step.tile.weights.shape[1]),
+                "blocks": [step.tile.blocks_h, step.tile.blocks_w],
+                "blocks_per_strip": step.tile.windows,
+                "words_per_row": step.tile.width,
+                "rows": step.tile.shape.rows,
+            }
     elif isinstance(step, planmod.FullyConnectedStep):
         out.update(
             output_shape=[step.out_size],
             weights=int(step.weights.size),
             per_channel=step.per_channel,
+            fast_requantization=step.fast is not None,
             fused_table=step.table.ops if step.table else [],
         )
     elif isinstance(step, planmod.PoolStep) and step.pool is not None:

@@ -8,12 +8,18 @@ The plan is everything the C writer needs and nothing it has to compute:
   int8 QUANTIZE, composed into one 256-entry table) and a non-overlapping pooling after that;
   FULLY_CONNECTED absorbs its elementwise ops the same way. Both are exact: requantize ->
   table -> pool is what TFLM does element by element;
-* convolution weights are re-arranged per output channel into runs over the input channels
-  that have a non-zero weight (the sparse C3 of LeNet-5 computes 150,000 MACs, not 240,000),
-  and every bias has ``-input_zero_point * sum(weights)`` folded in;
-* multipliers, shifts, activation ranges and tables are computed exactly as TFLM's Prepare;
-* activation buffers are placed in one scratch arena by lifetime (greedy, largest first),
-  elementwise steps run in place.
+* each convolution gets an algorithm: *tile* (``firmware_export.tile``: stride 1, outputs in
+  whole 2x2 blocks, fast requantization exact) with its weights as doubled int16 pairs of taps
+  per (output channel, used input channel), or *generic* with its weights re-arranged per
+  output channel into runs over the input channels that have a non-zero weight. Both skip the
+  all-zero input maps (the sparse C3 of LeNet-5 computes 150,000 MACs, not 240,000); every
+  bias has ``-input_zero_point * sum(weights)`` folded in;
+* fully connected weights are interleaved in blocks of FC_ROWS rows;
+* multipliers, shifts, activation ranges and tables are computed exactly as TFLM's Prepare,
+  plus the constants of the fast requantization (``FastRequant``) where it is exact;
+* activation buffers and kernel scratch are placed in one scratch arena by lifetime (greedy,
+  largest first), elementwise steps run in place; tile strips are then widened as long as the
+  arena does not grow.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_export import quantmath as qm
+from firmware_export import tile
 from firmware_export.errors import FirmwareExportError
 from firmware_export.graph import (
     Activation,
@@ -47,6 +54,13 @@ ARENA_ALIGN = 4
 ACC_LIMIT = (1 << 31) - 1
 #: Convolution outputs per pass over the weights; must equal <PREFIX>_CONV_BLOCK in C.
 CONV_BLOCK = 4
+#: Fully connected rows computed per pass over the input (the weights are interleaved so).
+FC_ROWS = 4
+#: Bytes of an emitted int8 -> int8 table: 256 entries and 4 bytes of padding (x86 gathers
+#: read 32 bits at an entry).
+TABLE_BYTES = 260
+#: Fast requantization needs the doubled accumulator to fit an int32.
+FAST_ACC_LIMIT = (1 << 30) - 1
 
 
 # ----------------------------------------------------------------------------- plan types
@@ -97,6 +111,41 @@ class Table:
     def c_order(self) -> list[int]:
         """Entries in C index order: ``table[(uint8_t)x]``."""
         return [self.values[(i ^ 0x80)] for i in range(256)]
+
+
+@dataclass
+class FastRequant:
+    """TFLM's requantization (double rounding) plus the output zero point, in the form the
+    fast kernels use: ``x = srdhm(acc, multiplier)`` computed as the rounded high word of
+    ``(2 * acc) * multiplier`` (one ``SMMULR``), then ``(x + (x >> 31) + round) >> rshift``
+    with ``round = 2^(rshift - 1) + zero_point * 2^rshift``. Exact (see ``quantmath``) when
+    every shift is a right shift and the accumulator bound leaves room; otherwise the plan
+    keeps ``None`` and the kernels use the generic arithmetic."""
+
+    rshift: list[int]
+    round: list[int]
+
+
+@dataclass
+class TilePlan:
+    """The tile convolution of ``firmware_export.tile`` for one layer."""
+
+    shape: tile.TileShape
+    windows: int  # 2x2 blocks per strip (the tile is one strip wide)
+    blocks_h: int  # block rows (pooled output rows, or conv rows / 2 without pooling)
+    blocks_w: int  # blocks per row
+    map_start: list[int]  # [out_c + 1] first entry of each output channel in ``maps``
+    maps: list[int]  # patch-channel index of each (output channel, used input channel)
+    weights: np.ndarray  # int32 pair words, [len(maps)][n_pairs]
+    bias: list[int]  # doubled folded bias
+    dense: bool  # every output channel uses every patch channel, in order
+
+    @property
+    def width(self) -> int:
+        return self.shape.width(self.windows)
+
+    def scratch(self, n_maps: int) -> int:
+        return 4 * self.shape.rows * self.width * n_maps
 
 
 @dataclass
@@ -151,6 +200,9 @@ class ConvStep(Step):
     pool: PoolSpec | None = None
     weight_shape: tuple[int, ...] = ()
     skipped_channels: int = 0  # (output channel, input channel) pairs with all-zero weights
+    algo: str = "generic"  # "generic" (gather + int8 runs) or "tile" (see TilePlan)
+    tile: TilePlan | None = None
+    fast: FastRequant | None = None
 
     @property
     def out_h(self) -> int:
@@ -175,6 +227,23 @@ class FullyConnectedStep(Step):
     shift: list[int] = field(default_factory=list)
     table: Table | None = None
     per_channel: bool = True
+    fast: FastRequant | None = None
+
+    @property
+    def in_padded(self) -> int:
+        return -(-self.in_size // 4) * 4
+
+    @property
+    def rows_padded(self) -> int:
+        return -(-self.out_size // FC_ROWS) * FC_ROWS
+
+    def packed_weights(self) -> np.ndarray:
+        """Blocks of FC_ROWS rows, each as [in_padded / 4][FC_ROWS][4] int8 (zero padded): one
+        pass over a block reads its weights in order, four rows of four inputs at a time."""
+        w = np.zeros((self.rows_padded, self.in_padded), np.int8)
+        w[: self.out_size, : self.in_size] = self.weights
+        blocks = w.reshape(self.rows_padded // FC_ROWS, FC_ROWS, self.in_padded // 4, 4)
+        return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(-1)
 
 
 @dataclass
@@ -293,6 +362,83 @@ def _scale(t: Tensor) -> float:
 def _zp(t: Tensor) -> int:
     assert t.quant is not None
     return t.quant.zero_point
+
+
+def _acc_bound(folded: list[int], w2d: np.ndarray) -> int:
+    """The largest |accumulator| any int8 input can give (bias folded in)."""
+    if not folded:
+        return 0
+    w64 = np.abs(w2d.astype(np.int64)).sum(axis=1) * 128
+    return int((np.abs(np.array(folded, dtype=np.int64)) + w64).max())
+
+
+def _fast_requant(shift: list[int], zero_point: int, bound: int) -> FastRequant | None:
+    """The fast form of TFLM's requantization when it is exact for every channel: right
+    shifts only, a doubled accumulator that fits an int32 and no overflow in the rounding."""
+    if bound > FAST_ACC_LIMIT or not shift:
+        return None
+    rshift, rnd = [], []
+    for s in shift:
+        e = -s
+        if not 1 <= e <= 31:
+            return None
+        r = (1 << (e - 1)) + zero_point * (1 << e)
+        # |srdhm(acc, m)| <= |acc| <= bound; the sum before the shift must fit an int32.
+        if bound + 1 + abs(r) > qm.INT32_MAX:
+            return None
+        rshift.append(e)
+        rnd.append(r)
+    return FastRequant(rshift, rnd)
+
+
+def _tile_plan(
+    step: ConvStep, w: np.ndarray, used: np.ndarray, folded: list[int], bound: int
+) -> TilePlan | None:
+    """The tile algorithm for ``step`` when it applies: stride 1, no dilation, fast
+    requantization, and outputs in whole 2x2 blocks (a fused 2x2/2 pooling that covers its
+    windows exactly, or no pooling and even output sizes). None otherwise."""
+    if (step.stride_h, step.stride_w, step.dilation_h, step.dilation_w) != (1, 1, 1, 1):
+        return None
+    if step.fast is None or not step.patch_channels:
+        return None
+    q = step.pool
+    if q is None:
+        if step.conv_h % 2 or step.conv_w % 2:
+            return None
+        blocks_h, blocks_w = step.conv_h // 2, step.conv_w // 2
+    else:
+        square = (q.filter_h, q.filter_w, q.stride_h, q.stride_w, q.pad_top, q.pad_left)
+        if square != (2, 2, 2, 2, 0, 0):
+            return None
+        if 2 * q.out_h > step.conv_h or 2 * q.out_w > step.conv_w:
+            return None
+        blocks_h, blocks_w = q.out_h, q.out_w
+    shape = tile.TileShape(step.kernel_h, step.kernel_w)
+    if (shape.rows - 1) * shape.width(1) + shape.kw > tile.LDRD_MAX_WORDS:
+        return None  # a block would not reach its words with immediate offsets
+    pc_index = {c: i for i, c in enumerate(step.patch_channels)}
+    map_start, maps, words = [0], [], []
+    for oc in range(step.out_c):
+        for c in step.patch_channels:
+            if used[oc, c]:
+                maps.append(pc_index[c])
+                words.append(tile.pair_weights(shape, w, oc, c))
+        map_start.append(len(maps))
+    n = len(step.patch_channels)
+    dense = maps == list(range(n)) * step.out_c
+    pairs = len(shape.pairs())
+    weights = np.concatenate(words) if words else np.zeros(0, np.int32)
+    return TilePlan(
+        shape=shape,
+        windows=1,
+        blocks_h=blocks_h,
+        blocks_w=blocks_w,
+        map_start=map_start,
+        maps=maps,
+        weights=weights.reshape(len(maps), pairs),
+        bias=[2 * b for b in folded],
+        dense=dense,
+    )
 
 
 # ----------------------------------------------------------------------------- the planner
@@ -661,6 +807,12 @@ class _Planner:
             weight_shape=tuple(int(d) for d in w.shape),
             skipped_channels=int(out_c * in_c - used.sum()),
         )
+        bound = _acc_bound(folded, w.reshape(out_c, -1))
+        step.fast = _fast_requant(shift, zp_out, bound)
+        tp = _tile_plan(step, w, used, folded, bound)
+        if tp is not None:
+            step.algo, step.tile = "tile", tp
+            step.scratch = tp.scratch(len(patch_channels))
         self._add(step, [op.inputs[0]], t_last)
         return ops
 
@@ -816,6 +968,8 @@ class _Planner:
             table=table,
             per_channel=w_t.quant.per_channel,
         )
+        step.fast = _fast_requant(shift, zp_out, _acc_bound(folded, w))
+        step.scratch = 2 * step.in_padded  # the input as int16 pairs (DSP and SIMD paths)
         self._add(step, [op.inputs[0]], t_last)
         return [op.index, *chain]
 
@@ -906,6 +1060,29 @@ def _assign_memory(planner: _Planner) -> tuple[list[Buffer], int]:
             _merge(planner, src, dst)
 
     buffers = sorted({id(b): b for b in planner.buffers.values()}.values(), key=lambda b: b.id)
+    arena = _place(planner, buffers)
+    # Wider tile strips (fewer tile refills) where that does not grow the arena.
+    for step in planner.steps:
+        if not isinstance(step, ConvStep) or step.tile is None:
+            continue
+        tp, n_maps = step.tile, len(step.patch_channels)
+        for windows in range(tp.blocks_w, 1, -1):
+            shape = tp.shape
+            if (shape.rows - 1) * shape.width(windows) + shape.kw > tile.LDRD_MAX_WORDS:
+                continue
+            narrow = tp.windows
+            tp.windows = windows
+            step.scratch = tp.scratch(n_maps)
+            if _place(planner, buffers) <= arena:
+                break
+            tp.windows = narrow
+            step.scratch = tp.scratch(n_maps)
+        arena = _place(planner, buffers)
+    return buffers, arena
+
+
+def _place(planner: _Planner, buffers: list[Buffer]) -> int:
+    """Place the arena buffers and kernel scratch areas; return the arena size."""
     # Items to place: arena buffers, plus each step's kernel scratch (lifetime = that step).
     items: list[tuple[int, int, int, object]] = []  # (size, first, last, owner)
     for b in buffers:
@@ -932,8 +1109,7 @@ def _assign_memory(planner: _Planner) -> tuple[list[Buffer], int]:
         else:
             assert isinstance(owner, Step)
             owner.scratch_offset = offset
-    arena = -(-arena // ARENA_ALIGN) * ARENA_ALIGN
-    return buffers, arena
+    return -(-arena // ARENA_ALIGN) * ARENA_ALIGN
 
 
 def _info(t: Tensor) -> TensorInfo:
@@ -1000,19 +1176,31 @@ def weight_bytes(plan: Plan) -> dict[str, int]:
     """Bytes of constant data per kind, as emitted in the standalone engine."""
     out = {"weights": 0, "bias": 0, "requant": 0, "tables": 0, "index": 0}
     for s in plan.steps:
-        if isinstance(s, ConvStep):
+        if isinstance(s, ConvStep) and s.tile is not None:
+            tp = s.tile
+            out["weights"] += 4 * int(tp.weights.size)
+            out["bias"] += 4 * len(tp.bias)
+            out["requant"] += 12 * len(s.multiplier)
+            if s.patch_channels != list(range(s.in_c)):
+                out["index"] += 2 * len(s.patch_channels)
+            if not tp.dense:
+                words = tp.shape.rows * tp.width * max(tp.maps, default=0)
+                out["index"] += 2 * len(tp.map_start) + (2 if words <= 0xFFFF else 4) * len(tp.maps)
+            clamp = (s.act_min, s.act_max) != (-128, 127)
+            out["tables"] += TABLE_BYTES if s.table or clamp else 0
+        elif isinstance(s, ConvStep):
             out["weights"] += int(s.weights.size)
             out["bias"] += 4 * len(s.bias)
             out["requant"] += 8 * len(s.multiplier)
             out["index"] += 2 * (len(s.patch_channels) + len(s.run_start) + 2 * len(s.run_offset))
-            out["tables"] += 256 if s.table else 0
+            out["tables"] += TABLE_BYTES if s.table else 0
         elif isinstance(s, FullyConnectedStep):
-            out["weights"] += int(s.weights.size)
+            out["weights"] += s.rows_padded * s.in_padded
             out["bias"] += 4 * len(s.bias)
-            out["requant"] += 8 * len(s.multiplier)
-            out["tables"] += 256 if s.table else 0
+            out["requant"] += (12 if s.fast else 8) * len(s.multiplier)
+            out["tables"] += TABLE_BYTES if s.table else 0
         elif isinstance(s, LutStep):
-            out["tables"] += 256
+            out["tables"] += TABLE_BYTES
         elif isinstance(s, SoftmaxStep):
             out["tables"] += 4 * 256
     return out

@@ -95,6 +95,22 @@ def mbqm(x: int, multiplier: int, shift: int) -> int:
     return rdbpot(srdhm(wrap32(x * (1 << left)), multiplier), right)
 
 
+def mulhi_round(a: int, m: int) -> int:
+    """``floor((a * m + 2^31) / 2^32)``: the engine's rounding high multiply (one ``SMMULR``
+    on Cortex-M DSP cores), for int32 ``a`` and ``0 <= m < 2^31``."""
+    return (a * m + (1 << 31)) >> 32
+
+
+def requantize_fast(acc: int, multiplier: int, rnd: int, rshift: int) -> int:
+    """The engine's fast requantization of ``acc`` (see ``plan.FastRequant``), as the C code
+    computes it: ``x = mulhi_round(2 * acc, m)`` is gemmlowp's ``srdhm(acc, m)``, and
+    ``(x + (x >> 31) + rnd) >> rshift`` with ``rnd = 2^(rshift-1) + zp * 2^rshift`` is
+    ``RoundingDivideByPOT(x, rshift) + zp`` (halves away from zero). ``mbqm(acc, m, -rshift)
+    + zp`` whenever the plan allows it (|acc| < 2^30, no overflow in the sum)."""
+    x = mulhi_round(2 * acc, multiplier)
+    return (x + (x >> 31) + rnd) >> rshift
+
+
 def mbqm_greater_than_one(x: int, multiplier: int, left_shift: int) -> int:
     """TFLite ``MultiplyByQuantizedMultiplierGreaterThanOne`` (double rounding build)."""
     return srdhm(wrap32(x * (1 << left_shift)), multiplier)

@@ -8,6 +8,7 @@ reason the graph cannot be exported, so the user sees all of them in one line.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,26 @@ def _enum_names(cls: Any) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+#: The object-API class of the builtin options each supported op must carry.
+_OPTION_CLASSES = {
+    "CONV_2D": "Conv2DOptionsT",
+    "AVERAGE_POOL_2D": "Pool2DOptionsT",
+    "MAX_POOL_2D": "Pool2DOptionsT",
+    "FULLY_CONNECTED": "FullyConnectedOptionsT",
+    "SOFTMAX": "SoftmaxOptionsT",
+    "RESHAPE": "ReshapeOptionsT",
+    "STRIDED_SLICE": "StridedSliceOptionsT",
+    "PACK": "PackOptionsT",
+}
+
+
 def _options(kind: str, raw: Any, s: Any) -> OpOptions:
+    expected = _OPTION_CLASSES.get(kind)
+    if raw is not None and expected is not None and type(raw).__name__ != expected:
+        raise FirmwareExportError(
+            f"{kind} carries {type(raw).__name__.removesuffix('T')} instead of "
+            f"{expected.removesuffix('T')} (corrupt model?)"
+        )
     act_names = _enum_names(s.ActivationFunctionType)
     pad_names = _enum_names(s.Padding)
 
@@ -146,6 +166,41 @@ def _options(kind: str, raw: Any, s: Any) -> OpOptions:
     return NoOptions()
 
 
+#: (min inputs, max inputs, required leading inputs) of the ops the exporter reads; every
+#: one of them has exactly one output. Optional inputs (a bias) may be -1.
+_ARITY = {
+    "CONV_2D": (2, 3, 2),
+    "FULLY_CONNECTED": (2, 3, 2),
+    "AVERAGE_POOL_2D": (1, 1, 1),
+    "MAX_POOL_2D": (1, 1, 1),
+    "LOGISTIC": (1, 1, 1),
+    "TANH": (1, 1, 1),
+    "RELU": (1, 1, 1),
+    "RELU6": (1, 1, 1),
+    "SOFTMAX": (1, 1, 1),
+    "QUANTIZE": (1, 1, 1),
+    "DEQUANTIZE": (1, 1, 1),
+    "RESHAPE": (1, 2, 1),
+    "SHAPE": (1, 1, 1),
+    "STRIDED_SLICE": (4, 4, 4),
+    "PACK": (1, 1 << 16, 1 << 16),
+}
+
+
+def _arity_problem(kind: str, inputs: tuple[int, ...], outputs: tuple[int, ...]) -> str | None:
+    if kind not in _ARITY:
+        return None
+    lo, hi, required = _ARITY[kind]
+    if not lo <= len(inputs) <= hi:
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi < 1 << 16 else f"at least {lo}"
+        return f"{len(inputs)} inputs ({want} expected)"
+    if any(x < 0 for x in inputs[:required]):
+        return f"a required input is missing (inputs {list(inputs)})"
+    if len(outputs) != 1:
+        return f"{len(outputs)} outputs (1 expected)"
+    return None
+
+
 def _buffer_bytes(model: Any, model_bytes: bytes, index: int) -> bytes | None:
     if index <= 0 or model.buffers is None or index >= len(model.buffers):
         return None
@@ -169,8 +224,14 @@ def read_model(model_bytes: bytes) -> Graph:
     try:
         model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as exc:  # the generated code raises assorted errors on corrupt input
+        why = (
+            "an offset or a length points past its end"
+            if isinstance(exc, (struct.error, IndexError))
+            else f"inconsistent contents, {type(exc).__name__}"
+        )
         raise FirmwareExportError(
-            f"corrupt TensorFlow Lite flatbuffer ({type(exc).__name__})"
+            f"truncated or corrupted TensorFlow Lite flatbuffer ({len(data)} bytes: {why}); "
+            "regenerate it"
         ) from None
     subgraphs = model.subgraphs or []
     if len(subgraphs) != 1:
@@ -182,7 +243,13 @@ def read_model(model_bytes: bytes) -> Graph:
     op_names = _enum_names(s.BuiltinOperator)
 
     tensors: list[Tensor] = []
+    n_buffers = len(model.buffers or [])
     for i, t in enumerate(sg.tensors or []):
+        if not 0 <= t.buffer < max(n_buffers, 1):
+            raise FirmwareExportError(
+                f"tensor {i} '{_name(t.name)}' refers to buffer {t.buffer}, but the model "
+                f"has {n_buffers} buffers (corrupt model?)"
+            )
         dtype = type_names.get(t.type, f"TYPE_{t.type}")
         shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
         sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else None
@@ -196,10 +263,14 @@ def read_model(model_bytes: bytes) -> Graph:
         arr = None
         if raw is not None:
             np_dtype = _NUMPY_DTYPES.get(dtype)
+            if any(d < 0 for d in shape):
+                raise FirmwareExportError(
+                    f"tensor {i} '{_name(t.name)}': constant with negative dimensions {list(shape)}"
+                )
             if np_dtype is None:
                 arr = np.frombuffer(raw, dtype=np.uint8).copy()
             else:
-                count = int(np.prod(shape)) if shape else 1
+                count = math.prod(shape)
                 itemsize = np.dtype(np_dtype).itemsize
                 if len(raw) != count * itemsize:
                     raise FirmwareExportError(
@@ -207,6 +278,11 @@ def read_model(model_bytes: bytes) -> Graph:
                         f"{list(shape)} of {dtype}"
                     )
                 arr = np.frombuffer(raw, dtype=np_dtype).reshape(shape).copy()
+        if t.isVariable:  # TFLM would allocate state for it (and crashes on odd ones)
+            raise FirmwareExportError(
+                f"tensor {i} '{_name(t.name)}' is a variable (stateful) tensor; export "
+                "needs a stateless model"
+            )
         if t.sparsity is not None:
             raise FirmwareExportError(
                 f"tensor {i} '{_name(t.name)}' is sparse-encoded; export needs dense tensors"
@@ -231,13 +307,24 @@ def read_model(model_bytes: bytes) -> Graph:
         for x in inputs + outputs:
             if x >= len(tensors) or x < -1:
                 raise FirmwareExportError(f"op {i} {kind} refers to missing tensor {x}")
+        if any(x < 0 for x in outputs):
+            raise FirmwareExportError(f"op {i} {kind} writes to no tensor (index -1)")
+        arity = _arity_problem(kind, inputs, outputs)
+        if arity is not None:
+            raise FirmwareExportError(f"op {i} {kind} has {arity}")
         ops.append(Op(i, kind, inputs, outputs, options))
 
+    graph_io: dict[str, tuple[int, ...]] = {}
+    for what, indices in (("input", sg.inputs), ("output", sg.outputs)):
+        graph_io[what] = tuple(int(x) for x in (indices if indices is not None else []))
+        for x in graph_io[what]:
+            if not 0 <= x < len(tensors):
+                raise FirmwareExportError(f"the model {what} refers to missing tensor {x}")
     return Graph(
         tensors=tuple(tensors),
         ops=tuple(ops),
-        inputs=tuple(int(x) for x in (sg.inputs if sg.inputs is not None else [])),
-        outputs=tuple(int(x) for x in (sg.outputs if sg.outputs is not None else [])),
+        inputs=graph_io["input"],
+        outputs=graph_io["output"],
         description=_name(model.description),
     )
 
@@ -324,9 +411,38 @@ def _boundary_problems(g: Graph, b: Boundary) -> list[str]:
     return problems
 
 
+def _dataflow_problems(g: Graph) -> list[str]:
+    """Ops must come in execution order: each reads graph inputs, constants or the outputs of
+    earlier ops, and each tensor is written once (by an op, never a constant or an input)."""
+    written = set(g.inputs)
+    problems: list[str] = []
+    for op in g.ops:
+        for t in op.inputs:
+            if t >= 0 and t not in written and not g.tensors[t].is_const:
+                problems.append(
+                    f"{op.describe()} reads {g.tensors[t].describe()} before any op writes it "
+                    "(ops out of order or a cycle)"
+                )
+        for t in op.outputs:
+            if t in written or g.tensors[t].is_const:
+                problems.append(
+                    f"{op.describe()} writes {g.tensors[t].describe()}, which is "
+                    f"{'a constant' if g.tensors[t].is_const else 'already written'}"
+                )
+            written.add(t)
+        if problems:
+            break
+    for t in g.outputs:
+        if not problems and t not in written and not g.tensors[t].is_const:
+            problems.append(f"the model output {g.tensors[t].describe()} is never written")
+    return problems
+
+
 def check_graph(g: Graph) -> list[str]:
     """Every reason ``g`` cannot be exported (empty when it can), in a stable order."""
-    problems: list[str] = []
+    problems: list[str] = _dataflow_problems(g) or _operand_problems(g)
+    if problems:  # the checks below assume a well-formed graph
+        return problems
     if len(g.inputs) != 1:
         problems.append(f"the model has {len(g.inputs)} inputs; export needs exactly 1")
     if len(g.outputs) != 1:
@@ -450,12 +566,72 @@ def check_graph(g: Graph) -> list[str]:
                 bad_q.append(f"{op.describe()}: bias {b.describe()} is not constant")
             elif b.dtype != "INT32" and not float_ops:
                 bad_q.append(f"{op.describe()}: bias {b.describe()} is {b.dtype}, not INT32")
+    problems += _geometry_problems(g)
     if missing_q:
         problems.append(
             f"missing quantization parameters on {', '.join(missing_q[:4])}"
             + (f" and {len(missing_q) - 4} more" if len(missing_q) > 4 else "")
         )
     problems.extend(bad_q)
+    return problems
+
+
+#: Ops whose output has the shape of their (single) input.
+_SAME_SHAPE_OPS = frozenset(
+    {"LOGISTIC", "TANH", "RELU", "RELU6", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"}
+)
+
+
+def _operand_problems(g: Graph) -> list[str]:
+    """What an op computes on must be an activation (not a constant), and the elementwise
+    ops must keep the shape: a kernel (TFLM's too) sizes its loop by one and writes the other."""
+    problems = []
+    for op in g.ops:
+        if op.kind not in COMPUTE_OPS | {"DEQUANTIZE"} or not op.inputs:
+            continue
+        x = g.tensors[op.inputs[0]]
+        if x.is_const:
+            problems.append(
+                f"{op.describe()} computes on constant {x.describe()}; its input must be an "
+                "activation"
+            )
+            continue
+        if op.kind in _SAME_SHAPE_OPS:
+            y = g.tensors[op.outputs[0]]
+            if x.shape != y.shape:
+                problems.append(
+                    f"{op.describe()}: input shape {list(x.shape)} and output shape "
+                    f"{list(y.shape)} differ"
+                )
+    return problems
+
+
+#: TFLM's int8 LOGISTIC/TANH scale the input by ``scale * 2**27`` into Q4.27 with a left
+#: shift; below this scale the shift would be negative, which those kernels do not handle.
+MIN_SIGMOID_INPUT_SCALE = 2.0**-28
+
+
+def _geometry_problems(g: Graph) -> list[str]:
+    """Strides, dilations and pooling windows must be positive; LOGISTIC/TANH inputs need a
+    scale their int8 kernels can represent."""
+    problems = []
+    for op in g.ops:
+        o = op.options
+        sizes: dict[str, tuple[int, int]] = {}
+        if isinstance(o, Conv2DOptions):
+            sizes = {"stride": (o.stride_h, o.stride_w), "dilation": (o.dilation_h, o.dilation_w)}
+        elif isinstance(o, Pool2DOptions):
+            sizes = {"stride": (o.stride_h, o.stride_w), "filter": (o.filter_h, o.filter_w)}
+        for what, (h, w) in sizes.items():
+            if h < 1 or w < 1:
+                problems.append(f"{op.describe()}: {what} {h}x{w} (must be at least 1x1)")
+        if op.kind in ("LOGISTIC", "TANH") and op.inputs and op.inputs[0] >= 0:
+            q = g.tensors[op.inputs[0]].quant
+            if q is not None and q.scales and 0 < q.scale < MIN_SIGMOID_INPUT_SCALE:
+                problems.append(
+                    f"{op.describe()}: input scale {q.scale!r} is below 2**-28, outside "
+                    f"what TFLM's int8 {op.kind} supports"
+                )
     return problems
 
 

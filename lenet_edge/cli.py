@@ -46,6 +46,11 @@ for _name in COMMAND_MODULES:
     cli.add_command(_mod.command)
 
 
+#: The message of an interrupted command (exit 130). Every output is written to a temporary
+#: path and renamed into place, so it is true whenever the interrupt comes.
+INTERRUPTED = "interrupted; outputs written so far are complete, nothing partial was left"
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -78,17 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USAGE
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt (Ctrl-C, SIGINT)
+        click.echo(f"error: {INTERRUPTED}", err=True)
         code = EXIT_INTERRUPTED
     except click.exceptions.ClickException as exc:
         click.echo(f"error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
-        click.echo(
-            "error: interrupted; outputs written so far are complete, nothing partial was left",
-            err=True,
-        )
+        click.echo(f"error: {INTERRUPTED}", err=True)
         code = EXIT_INTERRUPTED
     except _known_errors() as exc:
         click.echo(f"error: {_one_line(str(exc))}", err=True)

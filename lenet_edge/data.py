@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def read_idx_file(path: Path, idx_name: str) -> np.ndarray:
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read ({exc}); delete it and {FETCH_HINT}") from None
     _check_sha(raw, idx_name, str(path))
     return parse_idx(raw, str(path))

@@ -1,7 +1,12 @@
 """Atomic file output and hashing.
 
 Every artifact is written to a temporary sibling and renamed into place, so an interrupted or
-failed command never leaves a half-written file behind.
+failed command never leaves a half-written file behind. The temporaries are named
+``.<name>.<pid>.<random>.tmp`` (a directory for :func:`atomic_dir`): an interrupt (SIGINT,
+SIGTERM, an error) removes them on the way out; only SIGKILL or a power cut can leave one,
+and the next write of the same output removes those whose process no longer exists
+(:func:`remove_stale_temps`). The final path is always either the previous complete output
+or the new complete one.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -57,18 +64,74 @@ def check_output_file(path: Path) -> None:
     check_writable_dir(path.parent)
 
 
+#: Test hook: ``LENET_EDGE_FAULT_STOP=<point>`` makes the process stop itself (SIGSTOP) at
+#: that point of an atomic write, so that a test can kill it exactly there. Points:
+#: ``atomic_path:written`` (temporary file complete, not yet renamed), ``atomic_dir:written``
+#: (temporary tree complete, not yet swapped in) and ``atomic_dir:swapped`` (new tree in
+#: place, the previous one not yet removed).
+FAULT_ENV = "LENET_EDGE_FAULT_STOP"
+
+
+def _fault_point(name: str) -> None:
+    if os.environ.get(FAULT_ENV) == name:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but not ours (EPERM)
+        return True
+    return True
+
+
+def remove_stale_temps(final: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of ``final`` (see the module docstring) left behind by
+    processes that no longer exist; return what was removed. Never touches other files."""
+    final = Path(final)
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.(\d+)\.[A-Za-z0-9_]+\.tmp(\.[a-z]+)?")
+    removed: list[Path] = []
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     final = Path(path)
     check_output_file(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    remove_stale_temps(final)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
+        _fault_point("atomic_path:written")
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -86,9 +149,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented, key-sorted JSON (UTF-8, final newline): how outputs store JSON."""
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -117,21 +185,24 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise LenetEdgeError(f"{final} exists and is a file; give a directory path for the output")
     check_writable_dir(final.parent if final.parent != Path("") else Path("."))
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    remove_stale_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent))
     old: Path | None = None
     try:
         yield tmp
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        _fault_point("atomic_dir:written")
         if final.exists():
             if _exchange(tmp, final):
                 old, tmp = tmp, final  # ``tmp`` now names the previous tree
             else:
-                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                old = final.with_name(f"{_temp_prefix(final)}old.tmp")
                 os.replace(final, old)
                 os.replace(tmp, final)
         else:
             os.replace(tmp, final)
+        _fault_point("atomic_dir:swapped")
     finally:
         if tmp != final and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

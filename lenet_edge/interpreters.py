@@ -373,8 +373,9 @@ def parse_tflite(data: bytes, source: str = "<bytes>") -> TfliteModel:
     )
 
 
-def read_tflite(path: str | Path) -> TfliteModel:
-    """Read, verify and parse the ``.tflite`` file at ``path`` (one-line errors, no TF)."""
+def check_tflite_file(path: str | Path) -> Path:
+    """Refuse, with one line naming the file, anything at ``path`` that is not a ``.tflite``
+    flatbuffer: a missing, unreadable or empty file, a Keras model, a SavedModel, junk."""
     p = Path(path)
     kind = sniff_model_file(p)
     if kind == "keras":
@@ -390,6 +391,12 @@ def read_tflite(path: str | Path) -> TfliteModel:
         raise ModelFileError(f"{p} is a TensorFlow SavedModel directory, not a .tflite file")
     if kind != "tflite":
         raise ModelFileError(f"{p}: not a .tflite model (no TFL3 flatbuffer identifier)")
+    return p
+
+
+def read_tflite(path: str | Path) -> TfliteModel:
+    """Read, verify and parse the ``.tflite`` file at ``path`` (one-line errors, no TF)."""
+    p = check_tflite_file(path)
     try:
         data = p.read_bytes()
     except OSError as exc:

@@ -213,7 +213,10 @@ def check_model_file(path: Path) -> str:
     kind = sniff_model_file(path)
     if kind == "tflite":
         model = read_tflite(path)
-        image_side(model.input.shape)
+        try:
+            image_side(model.input.shape)
+        except LenetEdgeError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
         if int(np.prod(model.output.shape[1:], dtype=np.int64)) != NUM_CLASSES:
             raise ModelFileError(
                 f"{path}: output shape {list(model.output.shape)} is not {NUM_CLASSES} classes"

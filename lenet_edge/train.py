@@ -109,11 +109,17 @@ def _callbacks(out_model: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
             val = float(logs.get("val_accuracy", 0.0))
             mark = ""
             if val > state["best"]:
-                state.update(best=val, epoch=epoch + 1, weights=self.model.get_weights())
+                # Save first, then remember: an interrupt during the save leaves the previous
+                # best both on disk and in ``state``, so what is reported is what is saved.
+                weights = self.model.get_weights()
                 with atomic_path(out_model) as tmp:
-                    keras_tmp = tmp.with_suffix(".keras")
-                    self.model.save(keras_tmp)
-                    keras_tmp.replace(tmp)
+                    keras_tmp = tmp.with_name(tmp.name + ".keras")  # Keras wants the suffix
+                    try:
+                        self.model.save(keras_tmp)
+                        keras_tmp.replace(tmp)
+                    finally:
+                        keras_tmp.unlink(missing_ok=True)
+                state.update(best=val, epoch=epoch + 1, weights=weights)
                 mark = "  * best, saved"
             if not quiet:
                 print(

@@ -291,7 +291,9 @@ def _as_probs(values: np.ndarray) -> tuple[np.ndarray, bool]:
     return softmax(v), True
 
 
-def keras_reference(path: str | Path, images: np.ndarray) -> Reference:
+def keras_reference(
+    path: str | Path, images: np.ndarray, expect: TfliteModel | None = None
+) -> Reference:
     """Float predictions of a Keras model on raw MNIST ``images``."""
     from lenet_edge.model import load_keras_model
     from lenet_edge.tfenv import quiet_stderr, tf
@@ -304,6 +306,8 @@ def keras_reference(path: str | Path, images: np.ndarray) -> Reference:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelFileError(f"{path}: cannot load the Keras model ({first})") from None
     shape = [1, *(int(d) if d is not None else 1 for d in model.inputs[0].shape[1:])]
+    if expect is not None:
+        check_same_images(path, shape, expect)
     x = float_images(images, shape)
     with quiet_stderr():
         raw = np.asarray(model.predict(x, batch_size=1000, verbose=0))
@@ -332,22 +336,41 @@ def model_probabilities(model: TfliteModel, outputs: np.ndarray) -> tuple[np.nda
     return softmax(deq), True
 
 
-def load_reference(path: str | Path, images: np.ndarray) -> Reference:
-    """A ``.keras`` / ``.h5`` model or a float ``.tflite`` as the float reference."""
+def check_same_images(reference: str | Path, ref_shape: Sequence[int], model: TfliteModel) -> None:
+    """The float reference must take the images the model takes (28x28 vs 32x32): it is
+    meant to be the model the ``.tflite`` was quantized from."""
+    ref_side, side = image_side(ref_shape), image_side(model.input.shape)
+    if ref_side != side:
+        raise LenetEdgeError(
+            f"--reference {reference} takes {ref_side}x{ref_side} images but {model.source} "
+            f"takes {side}x{side}; give the float model that {model.source} was quantized from"
+        )
+
+
+def load_reference(
+    path: str | Path, images: np.ndarray, expect: TfliteModel | None = None
+) -> Reference:
+    """A ``.keras`` / ``.h5`` model or a float ``.tflite`` as the float reference (taking the
+    same images as ``expect``, when given)."""
     p = Path(path)
     kind = sniff_model_file(p)
     if kind == "tflite":
-        return tflite_reference(read_tflite(p), images)
+        ref_model = read_tflite(p)
+        if expect is not None:
+            check_same_images(p, ref_model.input.shape, expect)
+        return tflite_reference(ref_model, images)
     check_keras_file(p)
-    return keras_reference(p, images)
+    return keras_reference(p, images, expect)
 
 
-def check_reference_file(path: str | Path) -> None:
+def check_reference_file(path: str | Path, expect: TfliteModel | None = None) -> None:
     """Validate a ``--reference`` file without TensorFlow (one-line errors)."""
     p = Path(path)
     kind = sniff_model_file(p)
     if kind == "tflite":
-        read_tflite(p)
+        ref_model = read_tflite(p)
+        if expect is not None:
+            check_same_images(p, ref_model.input.shape, expect)
     elif kind in ("keras", "h5"):
         check_keras_file(p)
     else:

@@ -59,14 +59,21 @@ def _compile(cmd: list[str]) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
 
 
+#: Optimization and target flags the generated code must build with, without a warning:
+#: the portable path, the x86 AVX2 path, whatever this CPU selects (AVX-512 here), and the
+#: same unoptimized (where GCC's intrinsics are macros).
+TARGETS = [["-O2"], ["-O2", "-mavx2", "-mfma"], ["-O2", "-march=native"], ["-O0", "-march=native"]]
+
+
 @pytest.mark.skipif(not have("gcc"), reason="gcc not installed")
-def test_c99_strict_warnings(seed_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", TARGETS, ids=" ".join)
+def test_c99_strict_warnings(seed_dir: Path, tmp_path: Path, target: list[str]) -> None:
     for src in _c_files(seed_dir):
         _compile(
             [
                 "gcc",
                 *STRICT,
-                "-O2",
+                *target,
                 "-I",
                 str(seed_dir / "standalone"),
                 "-I",
@@ -80,7 +87,8 @@ def test_c99_strict_warnings(seed_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not have("g++"), reason="g++ not installed")
-def test_compiles_as_cxx(seed_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", TARGETS, ids=" ".join)
+def test_compiles_as_cxx(seed_dir: Path, tmp_path: Path, target: list[str]) -> None:
     for src in _c_files(seed_dir):
         _compile(
             [
@@ -88,7 +96,7 @@ def test_compiles_as_cxx(seed_dir: Path, tmp_path: Path) -> None:
                 "-x",
                 "c++",
                 *CXX_STRICT,
-                "-O2",
+                *target,
                 "-I",
                 str(seed_dir / "standalone"),
                 "-I",
@@ -102,7 +110,7 @@ def test_compiles_as_cxx(seed_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not have("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m3", "cortex-m0"])
 def test_cortex_m_build_is_integer_only(seed_dir: Path, tmp_path: Path, cpu: str) -> None:
     """The library builds for Cortex-M with the strict flags, and its objects need nothing
     from a runtime but memcpy/memset (plus libgcc's integer multiply/divide helpers on
@@ -207,7 +215,13 @@ def test_files_layout_banner_guards(seed_dir: Path) -> None:
     for p in sorted((seed_dir / "standalone").glob("*")):
         text = re.sub(r"/\*.*?\*/|//[^\n]*", "", p.read_text(), flags=re.S)  # code only
         includes = set(re.findall(r"#include <([^>]+)>", text))
-        assert includes <= {"stdint.h", "stddef.h", "string.h"}, (p.name, includes)
+        # libc: only these; plus the compilers' intrinsic headers (not libc), each included
+        # only under the condition that selects its SIMD path.
+        intrinsics = {"arm_acle.h", "immintrin.h"}
+        assert includes <= {"stdint.h", "stddef.h", "string.h"} | intrinsics, (p.name, includes)
+        for header in includes & intrinsics:
+            guard = "_DSP 1" if header == "arm_acle.h" else "_AVX2 1"
+            assert re.search(rf"{guard}\n#include <{header}>", text), (p.name, header)
         assert not re.search(r"\b(float|double|malloc|free|calloc|printf)\b", text), p.name
     weights = (seed_dir / "standalone" / "lenet_weights.c").read_text()
     assert re.findall(

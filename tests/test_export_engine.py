@@ -43,6 +43,18 @@ IO_VARIANTS: dict[str, dict[str, str]] = {
     "io_uint8": {"io": "uint8", "activation": "relu"},
 }
 IO_IMAGES = 2000
+AVX2 = ["-O2", "-mavx2", "-mfma"]
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return False
+    return any(flag in line.split() for line in lines if line.startswith("flags"))
+
+
+HAS_AVX2 = _cpu_has("avx2")
 ALL_VARIANTS = [*LENET_VARIANTS, "keras_per_tensor", "keras_per_channel", *IO_VARIANTS]
 
 
@@ -164,6 +176,9 @@ def engines(tmp_path_factory: pytest.TempPathFactory, mnist: Any, int8_model: An
             "O2": EngineRun(o2, inputs, plan.output.size, work, trace=True),
             "sanitize": EngineRun(san, inputs, plan.output.size, work),
         }
+        if HAS_AVX2:  # the x86 SIMD path, every layer traced
+            avx2 = compile_harness(sa, work / "harness_avx2", AVX2, trace=True)
+            runs["avx2"] = EngineRun(avx2, inputs, plan.output.size, work, trace=True)
         cache[name] = Engine(name, model_bytes, out, plan, inputs, runs, work)
         return cache[name]
 
@@ -190,6 +205,22 @@ def test_bit_exact_with_tflm_on_10k_images_sanitized(engines: Any, variant: str)
     e = engines(variant)
     out, _ = e.runs["sanitize"].result()
     assert np.array_equal(out, e.expected)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_x86_simd_path_bit_exact_on_every_layer(engines: Any, variant: str) -> None:
+    """The AVX2 build (-mavx2): the same output as TFLM on every image, and every layer's
+    output equal to the portable build's (which the next test checks against TFLM)."""
+    if not HAS_AVX2:
+        pytest.skip("this CPU has no AVX2")
+    e = engines(variant)
+    out, _ = e.runs["avx2"].result()
+    assert np.array_equal(out, e.expected)
+    sizes = [s.dst.size for s in e.plan.steps]
+    for step, a, b in zip(
+        e.plan.steps, e.runs["avx2"].layers(sizes), e.runs["O2"].layers(sizes), strict=True
+    ):
+        assert np.array_equal(a, b), f"{variant}: layer {step.name}"
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)

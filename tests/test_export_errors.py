@@ -194,7 +194,7 @@ def test_cli_writes_nothing_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["export-c", str(model), "--out", str(out), "-q"]) == 1
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: cannot export this model:")
+    assert len(lines) == 1 and lines[0].startswith(f"error: {model}: cannot export this model:")
     assert "ADD" in lines[0] and "batch 2" in lines[0]
     assert not out.exists()
     assert not list(tmp_path.glob(".out*"))
@@ -214,7 +214,7 @@ def test_cli_missing_model_and_bad_prefix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["export-c", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "o")]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    assert "nope.tflite: no such file" in capsys.readouterr().err
     model = tmp_path / "m.tflite"
     model.write_bytes(fc_model())
     for prefix in ("1abc", "my__net", "net_", "int", "memory", "_x", "a-b"):

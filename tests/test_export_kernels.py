@@ -10,7 +10,9 @@ compiled with -O2 and with the sanitizers, and must match TFLM bit for bit.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from export_helpers import SANITIZE, compile_harness, have, run_engine
 from tflite_build import ModelBuilder
 
 from firmware_export.c_writer import StandaloneWriter
-from firmware_export.plan import ConvStep, build_plan
+from firmware_export.plan import ConvStep, FullyConnectedStep, build_plan
 from firmware_export.reader import load_graph
 from firmware_export.tflm import TflmModel
 
@@ -74,6 +76,7 @@ class Net:
         act: str = "NONE",
         per_channel: bool = True,
         zero_maps: bool = False,
+        out_scale: float | None = None,
     ) -> None:
         _, h, w, c = self.shape
         wt = self.rng.integers(-127, 128, size=(out_c, k, k, c)).astype(np.int8)
@@ -97,7 +100,7 @@ class Net:
         oh = (h + stride - 1) // stride if padding == "SAME" else (h - eff + stride) // stride
         ow = (w + stride - 1) // stride if padding == "SAME" else (w - eff + stride) // stride
         src = self.t
-        y = self._out([1, oh, ow, out_c])
+        y = self._out([1, oh, ow, out_c], out_scale)
         self.b.op(
             "CONV_2D",
             [src, wt_t, bias],
@@ -126,7 +129,7 @@ class Net:
             y = self._out(list(self.shape))
         self.b.op(kind, [src], [y])
 
-    def flatten_fc(self, n: int, act: str = "NONE") -> None:
+    def flatten_fc(self, n: int, act: str = "NONE", out_scale: float = 0.2) -> None:
         k = int(np.prod(self.shape))
         src = self.t
         shape_t = self.b.tensor([2], "INT32", data=np.array([1, k], np.int32))
@@ -145,7 +148,7 @@ class Net:
             data=self.rng.integers(-2000, 2000, size=n).astype(np.int32),
         )
         self.t = flat
-        y = self._out([1, n], 0.2, 0)
+        y = self._out([1, n], out_scale, 0)
         fo = s.FullyConnectedOptionsT()
         fo.fusedActivationFunction = getattr(s.ActivationFunctionType, act)
         self.b.op("FULLY_CONNECTED", [flat, w_t, bias], [y], fo, "FullyConnectedOptions")
@@ -210,7 +213,55 @@ def model_d() -> bytes:
     return n.build()
 
 
-MODELS = {"a": model_a, "b": model_b, "c": model_c, "d": model_d}
+def model_e() -> bytes:
+    """Tile convolutions: an even 4x4 kernel with SAME padding, RELU (a clamp table) and
+    all-zero input maps (sparse channels) under a 2x2 max pool; then 20 output channels (three
+    x86 vectors) with TANH under a 2x2 average pool that drops an odd last column."""
+    n = Net([1, 12, 14, 3], RNG_SEED + 4)
+    n.conv(5, 4, "SAME", 1, act="RELU", zero_maps=True)
+    n.pool("MAX_POOL_2D", 2, 2, "VALID")
+    n.conv(20, 3, "SAME", 1)
+    n.elementwise("TANH")
+    n.pool("AVERAGE_POOL_2D", 2, 2, "VALID")
+    n.flatten_fc(5)
+    return n.build()
+
+
+def model_f() -> bytes:
+    """Tile convolutions: one input channel with wide strips (the x86 path's positions as
+    lanes) and LOGISTIC + average pool; a 2x2 kernel with max pool; a 1x1 convolution
+    without pooling (per-tensor weights)."""
+    n = Net([1, 20, 26, 1], RNG_SEED + 5)
+    n.conv(9, 3, "VALID", 1)
+    n.elementwise("LOGISTIC")
+    n.pool("AVERAGE_POOL_2D", 2, 2, "VALID")
+    n.conv(6, 2, "SAME", 1)
+    n.pool("MAX_POOL_2D", 2, 2, "VALID")
+    n.conv(4, 1, "VALID", 1, act="RELU6", per_channel=False)
+    n.flatten_fc(3)
+    return n.build()
+
+
+def model_g() -> bytes:
+    """Requantization multipliers of 1 and more (left shifts): a stride-1 convolution with 2x2
+    pooling that the tile algorithm would take, and a fully connected layer, both on TFLM's
+    generic arithmetic instead of the fast form."""
+    n = Net([1, 8, 8, 2], RNG_SEED + 6)
+    n.conv(3, 3, "SAME", 1, out_scale=0.0002)
+    n.pool("AVERAGE_POOL_2D", 2, 2, "VALID")
+    n.flatten_fc(4, out_scale=5e-7)
+    return n.build()
+
+
+MODELS = {
+    "a": model_a,
+    "b": model_b,
+    "c": model_c,
+    "d": model_d,
+    "e": model_e,
+    "f": model_f,
+    "g": model_g,
+}
 
 
 def _inputs(shape: tuple[int, ...], n: int = 400) -> np.ndarray:
@@ -222,18 +273,45 @@ def _inputs(shape: tuple[int, ...], n: int = 400) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-@pytest.mark.parametrize("build", ["O2", "sanitize"])
-def test_synthetic_model_bit_exact(name: str, build: str, tmp_path: Path) -> None:
-    model = MODELS[name]()
+def _cpu_has(flag: str) -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in line.split() for line in cpuinfo.splitlines() if line.startswith("flags"))
+
+
+#: Host builds: the portable path (-O2, and with the sanitizers) and, where the CPU has it,
+#: the x86 AVX2 path (with and without the sanitizers) and whatever -march=native selects.
+BUILDS = {
+    "O2": ["-O2"],
+    "sanitize": SANITIZE,
+    "avx2": ["-O2", "-mavx2", "-mfma"],
+    "avx2_sanitize": [*SANITIZE, "-mavx2", "-mfma"],
+    "native": ["-O2", "-march=native"],
+}
+
+
+def render_standalone(model: bytes, out: Path) -> Any:
+    """Plan ``model`` and write its standalone files into ``out``; return the plan."""
     graph = load_graph(model)
     plan = build_plan(graph)
     files = StandaloneWriter(plan, "lenet", "/* test */", None).render(
         {op.index: op.kind for op in graph.ops}
     )
     for fname, text in files.items():
-        (tmp_path / fname).write_text(text)
-    binary = compile_harness(tmp_path, tmp_path / "harness", ["-O2"] if build == "O2" else SANITIZE)
+        (out / fname).write_text(text)
+    return plan
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_synthetic_model_bit_exact(name: str, build: str, tmp_path: Path) -> None:
+    if build.startswith("avx2") and not _cpu_has("avx2"):
+        pytest.skip("this CPU has no AVX2")
+    model = MODELS[name]()
+    plan = render_standalone(model, tmp_path)
+    binary = compile_harness(tmp_path, tmp_path / "harness", BUILDS[build])
     x = _inputs(plan.input.shape)
     got, _ = run_engine(binary, x, plan.output.size, tmp_path)
     expected = TflmModel(model).run(x).reshape(len(x), -1)
@@ -247,7 +325,19 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
         for st in plan.steps:
             kinds.add(st.kind)
             if isinstance(st, ConvStep):
-                kinds.add(f"conv_pool_{st.pool.kind if st.pool else 'none'}")
+                kinds.add(f"{st.algo}_pool_{st.pool.kind if st.pool else 'none'}")
+                if st.tile is not None:
+                    kinds.add(f"tile_{st.kernel_h}x{st.kernel_w}")
+                    if not st.tile.dense:
+                        kinds.add("tile_sparse")
+                    if len(st.patch_channels) == 1 and st.tile.windows >= 4:
+                        kinds.add("tile_one_channel_wide")
+                    if st.out_c > 16:
+                        kinds.add("tile_many_channels")
+                    if st.tile.blocks_w % st.tile.windows:
+                        kinds.add("tile_partial_strip")
+                    if st.pad_top or st.pad_left:
+                        kinds.add("tile_padding")
                 if st.stride_h > 1:
                     kinds.add("stride")
                 if st.dilation_h > 1:
@@ -258,6 +348,8 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
                     kinds.add("zero_maps")
                 if st.table and len(st.table.ops) > 1:
                     kinds.add("composed_table")
+            if isinstance(st, ConvStep | FullyConnectedStep) and st.fast is None:
+                kinds.add(f"{st.kind}_generic_requantization")
             if st.in_place:
                 kinds.add("in_place")
             if st.src.location == "input" and st.kind == "lut":
@@ -268,8 +360,22 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
         "lut",
         "fully_connected",
         "softmax",
-        "conv_pool_none",
-        "conv_pool_avg",
+        "generic_pool_none",
+        "generic_pool_avg",
+        "tile_pool_none",
+        "tile_pool_avg",
+        "tile_pool_max",
+        "tile_1x1",
+        "tile_2x2",
+        "tile_3x3",
+        "tile_4x4",
+        "tile_sparse",
+        "tile_one_channel_wide",
+        "tile_many_channels",
+        "tile_partial_strip",
+        "tile_padding",
+        "conv_generic_requantization",
+        "fully_connected_generic_requantization",
         "stride",
         "dilation",
         "same_padding",
@@ -278,3 +384,60 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
         "in_place",
         "lut_on_input",
     } <= kinds
+
+
+MULHI_PROBE = r"""
+#include <stdio.h>
+#include "lenet_arith.h"
+int main(void)
+{
+    long a, m;
+    while (scanf("%ld %ld", &a, &m) == 2) {
+        printf("%ld %ld\n", (long)lenet_mulhi((int32_t)a, (int32_t)m),
+               (long)lenet_requantize_fast((int32_t)a, (int32_t)m, 1 << 9, 10));
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ["int64", "armv6m"])
+def test_rounding_high_multiply_matches_python(arch: str, tmp_path: Path) -> None:
+    """The C rounding high multiply (int64 product, or the four 16 x 16 products the ARMv6-M
+    build uses instead of a libgcc call) equals floor((a * m + 2^31) / 2^32) on edge and
+    random values; the fast requantization built on it too."""
+    from firmware_export import quantmath as qm
+
+    render_standalone(model_c(), tmp_path)
+    (tmp_path / "probe.c").write_text(MULHI_PROBE)
+    flags = ["-D__ARM_ARCH_6M__"] if arch == "armv6m" else []
+    binary = tmp_path / "probe"
+    subprocess.run(
+        ["gcc", "-std=c99", "-O2", *flags, "-I", str(tmp_path), str(tmp_path / "probe.c"), "-o",
+         str(binary)],
+        check=True,
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    edges = [-(1 << 31), -(1 << 31) + 1, -(1 << 30), -65536, -65535, -1, 0, 1, 65535, 65536,
+             (1 << 30) - 1, (1 << 31) - 1]  # fmt: skip
+    ms = [0, 1, 65535, 65536, 1 << 30, (1 << 31) - 1]
+    pairs = [(a, m) for a in edges for m in ms]
+    pairs += list(
+        zip(
+            rng.integers(-(1 << 31), 1 << 31, 3000).tolist(),
+            rng.integers(0, 1 << 31, 3000).tolist(),
+            strict=True,
+        )
+    )
+    out = subprocess.run(
+        [str(binary)],
+        input="".join(f"{a} {m}\n" for a, m in pairs),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for (a, m), line in zip(pairs, out, strict=False):
+        hi, rq = (int(v) for v in line.split())
+        assert hi == qm.mulhi_round(a, m), (a, m)
+        x = qm.mulhi_round(a, m)
+        assert rq == (x + (x >> 31) + (1 << 9)) >> 10, (a, m)

@@ -143,3 +143,53 @@ def test_activation_ranges() -> None:
     assert qm.activation_range("RELU6", 0.1, -100) == (-100, -40)
     assert qm.activation_range("RELU6", 0.01, 0) == (0, 127)
     assert qm.activation_range("RELU_N1_TO_1", 0.5, 0) == (-2, 2)
+
+
+@given(
+    st.floats(min_value=2.0**-20, max_value=0.99),
+    st.integers(min_value=-128, max_value=127),
+    st.integers(min_value=0, max_value=(1 << 30) - 1),
+    st.data(),
+)
+def test_fast_requantization_is_tflm_double_rounding(
+    real: float, zp: int, bound: int, data: st.DataObject
+) -> None:
+    """The kernels' fast form (one rounding high multiply of the doubled accumulator, one
+    add-and-shift with the zero point folded in) equals TFLM's MultiplyByQuantizedMultiplier
+    plus the zero point on every accumulator the plan allows it for."""
+    from firmware_export.plan import _fast_requant
+
+    m, shift = qm.quantize_multiplier(real)
+    fast = _fast_requant([shift], zp, bound)
+    if fast is None:
+        assert shift >= 0 or bound + 1 + abs((1 << (-shift - 1)) + zp * (1 << -shift)) > (
+            qm.INT32_MAX
+        )
+        return
+    acc = data.draw(st.integers(min_value=-bound, max_value=bound))
+    got = qm.requantize_fast(acc, m, fast.round[0], fast.rshift[0])
+    assert got == qm.mbqm(acc, m, shift) + zp
+    # Halfway cases, where the two roundings differ most: x exactly on a .5 boundary.
+    for x in (acc, -acc, (1 << (fast.rshift[0] - 1)), -(1 << (fast.rshift[0] - 1))):
+        if abs(x) <= bound:
+            assert (
+                qm.requantize_fast(x, m, fast.round[0], fast.rshift[0]) == qm.mbqm(x, m, shift) + zp
+            )
+
+
+def test_tile_pairs_cover_every_tap_once() -> None:
+    from firmware_export.tile import TileShape
+
+    for kh in range(1, 8):
+        for kw in range(1, 8):
+            shape = TileShape(kh, kw)
+            pairs = shape.pairs()
+            taps = [p.low for p in pairs] + [p.high for p in pairs if p.high is not None]
+            assert sorted(taps) == [(y, x) for y in range(kh) for x in range(kw)]
+            assert len(pairs) == (kh // 2) * kw + (kh % 2) * ((kw + 1) // 2)
+            for p in pairs:  # words inside the tile of one block
+                assert p.row >= 0 and p.row + 1 < shape.rows and p.col + 1 < shape.width(1)
+                if p.row < shape.kv:  # vertical pair: (ky, kx) and (ky + 1, kx)
+                    assert p.low == (p.row, p.col) and p.high == (p.row + 1, p.col)
+                else:  # horizontal pair in the last row
+                    assert p.low == (kh - 1, p.col)

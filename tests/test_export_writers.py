@@ -165,3 +165,26 @@ def test_dead_ops_are_pruned(int8_model: Any) -> None:
     assert len(plan.steps) == 1 and plan.steps[0].kind == "conv"
     assert plan.steps[0].table is None and plan.steps[0].pool is None  # type: ignore[attr-defined]
     assert len(plan.dead_ops) == len(graph.ops) - 1
+
+
+def test_weight_bytes_match_the_emitted_arrays(int8_model: Any) -> None:
+    """export.json's weight_bytes are the bytes of the arrays every build compiles (the x86
+    SIMD path's extra arrays, under their #if, are not counted)."""
+    import re
+
+    from firmware_export.plan import weight_bytes
+
+    for variant in ({}, {"activation": "relu"}):
+        graph = load_graph(int8_model(**variant).read_bytes())
+        plan = build_plan(graph)
+        files = StandaloneWriter(plan, "lenet", "/* t */", None).render(
+            {op.index: op.kind for op in graph.ops}
+        )
+        text = re.sub(
+            r"#if LENET_X86_WEIGHTS\n.*?#endif\n", "", files["lenet_weights.c"], flags=re.S
+        )
+        sizes = {"int8_t": 1, "uint16_t": 2, "int32_t": 4}
+        emitted = sum(
+            sizes[t] * int(n) for t, n in re.findall(r"const (\w+) lenet_\w+\[(\d+)\]", text)
+        )
+        assert emitted == sum(weight_bytes(plan).values())

@@ -55,22 +55,28 @@ def command(
     OUT/test/ (test vectors with TFLM's outputs, main_host.c, Makefile: `make -C OUT/test
     test`) and OUT/export.json. Nothing is written when the model cannot be exported.
     """
+    from firmware_export.errors import FirmwareExportError
     from firmware_export.export import export_model, write_export
     from firmware_export.mnist import mnist_size
     from firmware_export.reader import load_graph
     from lenet_edge import data
-    from lenet_edge.errors import ModelFileError
+    from lenet_edge.errors import LenetEdgeError, ModelFileError
     from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.interpreters import check_tflite_file
     from lenet_edge.progress import Progress
 
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} is a file; give a directory")
+    check_tflite_file(model)  # missing, empty, a Keras model, junk: one line naming the file
     try:
         model_bytes = model.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read {model}: {exc.strerror or exc}") from None
     check_writable_dir(out)
-    graph = load_graph(model_bytes)  # fail fast, before any data is touched
+    try:
+        graph = load_graph(model_bytes)  # fail fast, before any data is touched
+    except FirmwareExportError as exc:
+        raise FirmwareExportError(f"{model}: {exc}") from None
     images = labels = None
     if mnist_size(graph.tensors[graph.inputs[0]].shape) is not None:
         mnist = data.load(data_dir)  # test vectors are real digits when the model takes them
@@ -92,7 +98,12 @@ def command(
         )
     finally:
         bar.close()
-    write_export(result, out)
+    try:
+        write_export(result, out)
+    except OSError as exc:
+        raise LenetEdgeError(
+            f"cannot write {out}: {exc.strerror or exc}; nothing was written"
+        ) from None
     r = result.report
     click.echo(
         f"exported {model.name} -> {out}: {len(r['layers'])} engine layers, {r['macs']:,} MACs "

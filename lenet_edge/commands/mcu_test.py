@@ -154,10 +154,28 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
             click.echo(f"    {what:<38} {layer['instructions']:>10} {per_mac:>10}")
 
 
+def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
+    """The export's model.tflite must be the one export-c wrote (its SHA-256 is in
+    export.json) and readable: TFLM, which computes the expected outputs, trusts it blindly."""
+    from firmware_export.errors import FirmwareExportError
+    from firmware_export.reader import load_graph
+    from lenet_edge.fsutil import sha256_bytes
+
+    data = model_path.read_bytes()
+    want = (meta.get("files") or {}).get("model.tflite") if isinstance(meta, dict) else None
+    if want is not None and sha256_bytes(data) != want:
+        raise FirmwareExportError(
+            f"{model_path} does not match the SHA-256 in export.json (changed after the "
+            "export?); re-run `lenet-edge export-c`"
+        )
+    try:
+        load_graph(data)
+    except FirmwareExportError as exc:
+        raise FirmwareExportError(f"{model_path}: {exc}") from None
+
+
 @click.command("mcu-test")
-@click.argument(
-    "export_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=str)
-)
+@click.argument("export_dir", metavar="DIR", type=click.Path(path_type=str))
 @click.option(
     "--board",
     "board",
@@ -254,6 +272,7 @@ def command(
     tool = mcu.find_toolchain()
     names = list(BOARDS) if board == "all" else [board]
     boards = [mcu.load_board(n) for n in names]
+    _check_export_model(export.model_path, export.meta)
     mnist = data.load(data_dir)
     expected = Expected(export.model_path.read_bytes(), mnist.x_test, quiet)
     request = mcu.BoardRequest(

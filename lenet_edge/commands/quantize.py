@@ -116,7 +116,7 @@ def command(
     """
     from lenet_edge import data
     from lenet_edge.errors import LenetEdgeError, ModelFileError
-    from lenet_edge.fsutil import atomic_write_bytes, atomic_write_json, check_output_file
+    from lenet_edge.fsutil import atomic_path, check_output_file, json_bytes
     from lenet_edge.interpreters import check_keras_file
 
     # Validate everything cheap before loading TensorFlow.
@@ -183,15 +183,17 @@ def command(
         per_channel=not per_tensor,
         io_type=io_type,
     )
+    # Both files are complete on disk before either is renamed into place, so a failure or
+    # an interrupt leaves the previous pair (or none) as it was.
     try:
-        atomic_write_bytes(out, flat)
+        with atomic_path(out) as tmp_out, atomic_path(record_path) as tmp_record:
+            tmp_out.write_bytes(flat)
+            tmp_record.write_bytes(json_bytes(record))
     except OSError as exc:
-        raise LenetEdgeError(f"cannot write {out}: {exc.strerror or exc}") from None
-    try:
-        atomic_write_json(record_path, record)
-    except OSError as exc:
-        out.unlink(missing_ok=True)  # never leave a .tflite without its record
-        raise LenetEdgeError(f"cannot write {record_path}: {exc.strerror or exc}") from None
+        failed = exc.filename or out
+        raise LenetEdgeError(
+            f"cannot write {failed}: {exc.strerror or exc}; nothing was written"
+        ) from None
 
     i, o = tfl.input, tfl.output
     click.echo(f"{model} -> {out}: {tfl.size:,} bytes, sha256 {tfl.sha256}")

@@ -42,7 +42,7 @@ DEFAULTS_NOTE = (
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=55000),
     default=None,
     help="Train on the first N training images only (smoke runs).",
 )

@@ -144,15 +144,24 @@ def command(
         check_min_accuracy,
         check_reference_file,
         format_report,
+        image_side,
         load_reference,
         resolve_backends,
         verify,
     )
 
     # Validate every input (and the output path) before any heavy work.
+    if json_out is not None:
+        for what, path in (("the model", model), ("the --reference model", reference)):
+            if path is not None and json_out.resolve() == path.resolve():
+                raise click.UsageError(f"--json {json_out} would overwrite {what}")
     tfl = read_tflite(model)
+    try:
+        image_side(tfl.input.shape)
+    except LenetEdgeError as exc:
+        raise LenetEdgeError(f"{model}: {exc}") from None
     if reference is not None:
-        check_reference_file(reference)
+        check_reference_file(reference, expect=tfl)
     if json_out is not None:
         check_output_file(json_out)
     names, skipped = resolve_backends(list(backends))
@@ -165,7 +174,7 @@ def command(
     if reference is not None:
         if not quiet:
             click.echo(f"float reference: {reference}", err=True)
-        ref = load_reference(reference, images)
+        ref = load_reference(reference, images, expect=tfl)
     report = verify(
         tfl,
         images,

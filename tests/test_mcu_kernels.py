@@ -1,0 +1,139 @@
+"""The engine's Cortex-M code paths on the synthetic models of test_export_kernels (every kernel
+path, including the tile convolution's odd cases: even and 1x1 kernels, sparse input channels,
+padding, partial strips, max pooling, no pooling): built for the M4 with its DSP extension, for
+the M4 without it (the portable C path) and for the M0, run under QEMU with the inputs linked
+in, every output byte compared on the core with TFLM's.
+
+Skips when the Cortex-M toolchain or QEMU is absent, unless the environment variable CI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_export_kernels import MODELS, _inputs, render_standalone
+
+from firmware_export import mcu
+from firmware_export.csyntax import c_values
+from firmware_export.tflm import TflmModel
+
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "qemu-system-arm")
+N_INPUTS = 24
+
+MAIN = """
+#include <string.h>
+
+#include "lenet.h"
+
+static const int8_t inputs[{n}][LENET_INPUT_SIZE] = {{
+{inputs}
+}};
+static const int8_t expected[{n}][LENET_OUTPUT_SIZE] = {{
+{expected}
+}};
+static union {{
+    int8_t bytes[LENET_SCRATCH_SIZE];
+    int32_t align;
+}} scratch;
+
+int main(void)
+{{
+    int8_t out[LENET_OUTPUT_SIZE];
+    int i;
+    int bad = 0;
+    for (i = 0; i < {n}; ++i) {{
+        if (lenet_infer(inputs[i], out, scratch.bytes) != LENET_OK) {{
+            return 2;
+        }}
+        bad += memcmp(out, expected[i], sizeof out) != 0;
+    }}
+    return bad == 0 ? 0 : 1;
+}}
+"""
+
+#: (board, DSP path) builds.
+CONFIGS = {
+    "m4-dsp": ("mps2-an386", True),
+    "m4-portable": ("mps2-an386", False),
+    "m0": ("microbit", False),
+}
+
+
+def need_tools() -> mcu.Toolchain:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"Cortex-M toolchain absent ({', '.join(missing)}); `make system-deps`")
+    return mcu.find_toolchain()
+
+
+def build_image(sa: Path, board: mcu.Board, dsp: bool, tool: mcu.Toolchain) -> Path:
+    extra = [] if dsp else ["-DLENET_NO_DSP", "-U__ARM_FEATURE_DSP"]
+    elf = sa / f"{board.name}-{'dsp' if dsp else 'portable'}.elf"
+    argv = [
+        tool.gcc,
+        *board.cflags,
+        *mcu.C_FLAGS,
+        *extra,
+        "-I",
+        str(sa),
+        "-I",
+        str(mcu.COMMON_DIR),
+        *sorted(str(p) for p in sa.glob("*.c")),
+        str(mcu.COMMON_DIR / "startup.S"),
+        str(mcu.COMMON_DIR / "semihost.c"),
+        "-nostdlib",
+        "-nostartfiles",
+        "-Wl,--gc-sections",
+        "-L",
+        str(mcu.COMMON_DIR),
+        "-T",
+        str(board.directory / "board.ld"),
+        "-lc",
+        "-lgcc",
+        "-o",
+        str(elf),
+    ]
+    proc = subprocess.run(argv, cwd=sa, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return elf
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> None:
+    tool = need_tools()
+    board_name, dsp = CONFIGS[config]
+    board = mcu.load_board(board_name)
+    model = MODELS[name]()
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    plan = render_standalone(model, sa)
+    x = _inputs(plan.input.shape, N_INPUTS)
+    want = TflmModel(model).run(x).reshape(len(x), -1)
+    rows_in = ",\n".join("    {" + c_values(v.reshape(-1).tolist(), 32) + "}" for v in x)
+    rows_out = ",\n".join("    {" + c_values(v.tolist(), 32) + "}" for v in want)
+    (sa / "main.c").write_text(MAIN.format(n=len(x), inputs=rows_in, expected=rows_out))
+    elf = build_image(sa, board, dsp, tool)
+    proc = subprocess.run(
+        mcu.qemu_argv(tool, board, elf, []),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stdout[-500:]}"
+    # The paths really differ: SMLAD only in the DSP build of a model with tile convolutions
+    # or fully connected layers.
+    tiles = any(
+        getattr(st, "tile", None) is not None or st.kind == "fully_connected" for st in plan.steps
+    )
+    objdump = shutil.which("arm-none-eabi-objdump") or "arm-none-eabi-objdump"
+    text = subprocess.run(
+        [objdump, "-d", str(elf)], capture_output=True, text=True, check=True
+    ).stdout
+    assert ("smlad" in text) == (dsp and tiles)
