@@ -166,6 +166,7 @@ class Op:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     options: OpOptions
+    version: int = 1  # the operator code's version
 
     def describe(self) -> str:
         return f"op {self.index} {self.kind}"

@@ -236,7 +236,7 @@ def read_model(model_bytes: bytes) -> Graph:
     subgraphs = model.subgraphs or []
     if len(subgraphs) != 1:
         raise FirmwareExportError(
-            f"the model has {len(subgraphs)} subgraphs; export needs exactly 1"
+            f"the model has {len(subgraphs)} subgraphs; exactly 1 is supported (no control flow)"
         )
     sg = subgraphs[0]
     type_names = _enum_names(s.TensorType)
@@ -312,7 +312,7 @@ def read_model(model_bytes: bytes) -> Graph:
         arity = _arity_problem(kind, inputs, outputs)
         if arity is not None:
             raise FirmwareExportError(f"op {i} {kind} has {arity}")
-        ops.append(Op(i, kind, inputs, outputs, options))
+        ops.append(Op(i, kind, inputs, outputs, options, int(oc.version)))
 
     graph_io: dict[str, tuple[int, ...]] = {}
     for what, indices in (("input", sg.inputs), ("output", sg.outputs)):

@@ -55,16 +55,6 @@ _NP_DTYPES = {
 # --------------------------------------------------------------------------------------------
 
 
-def _schema() -> Any:
-    from ai_edge_litert import schema_py_generated
-
-    return schema_py_generated
-
-
-def _enum_names(enum_cls: Any) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
 def sniff_model_file(path: Path) -> str:
     """The kind of model file at ``path`` from its first bytes: ``tflite``, ``keras`` (a zip,
     as Keras 3 writes), ``h5`` (legacy HDF5), ``savedmodel`` (a directory) or ``unknown``.
@@ -144,7 +134,7 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class OpInfo:
-    """One operator: its name (``CONV_2D``, or ``CUSTOM:<code>``) and tensor indices."""
+    """One operator: its name (``CONV_2D``, or ``CUSTOM(<code>)``) and tensor indices."""
 
     index: int
     name: str
@@ -277,98 +267,49 @@ def _litert_verify(data: bytes, source: str) -> None:
 
 def parse_tflite(data: bytes, source: str = "<bytes>") -> TfliteModel:
     """Parse and verify a ``.tflite`` flatbuffer. Raises :class:`ModelFileError` on anything
-    that is not a complete, single-subgraph, one-input one-output TFLite model."""
+    that is not a complete, single-subgraph, one-input one-output TFLite model.
+
+    The flatbuffer is decoded by :func:`firmware_export.reader.read_model`, the same typed
+    graph that ``export-c`` works from; this adds LiteRT's verifier and the host-side view.
+    """
+    from firmware_export.errors import FirmwareExportError
+    from firmware_export.reader import read_model
+
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise ModelFileError(f"{source}: not a .tflite flatbuffer (no TFL3 identifier)")
-    s = _schema()
     try:
-        model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception:  # struct.error, IndexError, ValueError...: all mean truncated
-        raise ModelFileError(
-            f"{source}: truncated or corrupted .tflite ({len(data)} bytes); regenerate it"
-        ) from None
+        graph = read_model(data)
+    except FirmwareExportError as exc:
+        raise ModelFileError(f"{source}: {exc}") from None
     _litert_verify(data, source)
-    if not model.subgraphs:
-        raise ModelFileError(f"{source}: the model has no subgraph")
-    if len(model.subgraphs) > 1:
-        raise ModelFileError(
-            f"{source}: {len(model.subgraphs)} subgraphs; only single-subgraph "
-            "models (no control flow) are supported"
+    tensors = tuple(
+        TensorInfo(
+            t.index,
+            t.name,
+            t.shape,
+            t.dtype.lower(),
+            t.quant.scales if t.quant else (),
+            (t.quant.zero_points or (0,)) if t.quant else (),
+            t.quant.axis if t.quant else 0,
+            t.is_const,
         )
-    sg = model.subgraphs[0]
-    type_names = _enum_names(s.TensorType)
-    op_names = _enum_names(s.BuiltinOperator)
-    buffers = model.buffers or []
-
-    def dtype_name(code: int) -> str:
-        return type_names.get(code, f"type{code}").lower()
-
-    def buffer_bytes(i: int) -> bytes | None:
-        if i <= 0 or i >= len(buffers) or buffers[i] is None:
-            return None
-        b = buffers[i]
-        if b.data is not None and len(b.data):
-            return np.asarray(b.data, dtype=np.uint8).tobytes()
-        if b.offset > 1 and b.size:
-            return data[b.offset : b.offset + b.size]
-        return None
-
-    tensors: list[TensorInfo] = []
-    constants: dict[int, np.ndarray] = {}
-    for i, t in enumerate(sg.tensors or []):
-        q = t.quantization
-        scales: tuple[float, ...] = ()
-        zps: tuple[int, ...] = ()
-        qdim = 0
-        if q is not None and q.scale is not None and len(q.scale):
-            scales = tuple(float(v) for v in q.scale)
-            zps = tuple(int(v) for v in (q.zeroPoint if q.zeroPoint is not None else [0]))
-            qdim = int(q.quantizedDimension)
-        shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
-        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
-        raw = buffer_bytes(t.buffer)
-        info = TensorInfo(i, name, shape, dtype_name(t.type), scales, zps, qdim, raw is not None)
-        tensors.append(info)
-        if raw is not None and info.dtype in _NP_DTYPES:
-            arr: np.ndarray = np.frombuffer(raw, dtype=_NP_DTYPES[info.dtype])
-            if arr.size == int(np.prod(shape, dtype=np.int64)):
-                arr = arr.reshape(shape)
-            constants[i] = arr
-
-    ops: list[OpInfo] = []
-    codes = model.operatorCodes or []
-    for k, op in enumerate(sg.operators or []):
-        code = codes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        name = op_names.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            custom = code.customCode
-            name = "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
-        ops.append(
-            OpInfo(
-                k,
-                name,
-                int(code.version),
-                tuple(int(v) for v in (op.inputs if op.inputs is not None else ())),
-                tuple(int(v) for v in (op.outputs if op.outputs is not None else ())),
-            )
-        )
-    ins = tuple(int(v) for v in (sg.inputs if sg.inputs is not None else ()))
-    outs = tuple(int(v) for v in (sg.outputs if sg.outputs is not None else ()))
-    if len(ins) != 1 or len(outs) != 1:
+        for t in graph.tensors
+    )
+    constants = {t.index: t.data for t in graph.tensors if t.data is not None}
+    ops = tuple(OpInfo(op.index, op.kind, op.version, op.inputs, op.outputs) for op in graph.ops)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ModelFileError(
-            f"{source}: {len(ins)} inputs and {len(outs)} outputs; an image "
+            f"{source}: {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; an image "
             "classifier with one input and one output is expected"
         )
-    desc = model.description
     return TfliteModel(
         data=bytes(data),
         source=source,
-        ops=tuple(ops),
-        tensors=tuple(tensors),
-        input_indices=ins,
-        output_indices=outs,
-        description=desc.decode("utf-8", "replace") if isinstance(desc, bytes) else str(desc or ""),
+        ops=ops,
+        tensors=tensors,
+        input_indices=graph.inputs,
+        output_indices=graph.outputs,
+        description=graph.description,
         _constants=constants,
     )
 

@@ -532,7 +532,7 @@ CASES: list[Case] = [
         "verify: truncated .tflite",
         lambda c: ["verify", c("truncated.tflite")],
         F,
-        r"truncated.tflite: (truncated or corrupted .tflite|not a valid .tflite model)",
+        r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer|not a valid .tflite model)",
     ),
     Case(
         "verify: random bytes named .tflite",
@@ -596,7 +596,7 @@ CASES: list[Case] = [
         "verify: bad model, earlier --json kept",
         lambda c: ["verify", c("truncated.tflite"), "--json", c.previous_file("verify.json")],
         F,
-        r"truncated.tflite: (truncated or corrupted .tflite|not a valid .tflite model)",
+        r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer|not a valid .tflite model)",
     ),
     Case(
         "verify: --json would overwrite the model",
@@ -865,7 +865,7 @@ CASES: list[Case] = [
         "predict: truncated .tflite",
         lambda c: ["predict", c("truncated.tflite"), c("digit.png")],
         F,
-        r"truncated.tflite: (truncated or corrupted .tflite|not a valid .tflite model)",
+        r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer|not a valid .tflite model)",
     ),
     Case(
         "predict: a model with 5 outputs",
