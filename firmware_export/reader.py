@@ -142,7 +142,9 @@ def _options(kind: str, raw: Any, s: Any) -> OpOptions:
             act(raw.fusedActivationFunction), bool(raw.keepNumDims), int(raw.weightsFormat)
         )
     if kind == "SOFTMAX":
-        return SoftmaxOptions(float(raw.beta) if raw is not None else 1.0)
+        if raw is None:  # TFLM then runs with beta = 0 and aborts in its Prepare
+            raise FirmwareExportError("SOFTMAX without options (no beta)")
+        return SoftmaxOptions(float(raw.beta))
     if kind == "RESHAPE":
         shape = None
         if raw is not None and raw.newShape is not None:

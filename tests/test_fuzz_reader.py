@@ -186,6 +186,16 @@ def _constant_operand(m: Any, sg: Any) -> None:
     _op(sg, m, "SOFTMAX").inputs = [_op(sg, m, "RESHAPE").inputs[1]]
 
 
+def _logistic_made_softmax(m: Any, sg: Any) -> None:
+    """Case 19020 of `make fuzz-reader` (seed 1): a LOGISTIC's operator code changed to
+    SOFTMAX, which then carries no SoftmaxOptions; TFLM aborts (SIGABRT) on it."""
+    softmax = _op(sg, m, "SOFTMAX").opcodeIndex
+    logistic = _op(sg, m, "LOGISTIC")
+    logistic.opcodeIndex = softmax
+    logistic.builtinOptionsType = s.BuiltinOptions.NONE
+    logistic.builtinOptions = None
+
+
 def _shape_changed(m: Any, sg: Any) -> None:
     out = sg.tensors[_op(sg, m, "LOGISTIC").outputs[0]]
     out.shape = np.array([1, 2, *list(out.shape)[2:]], np.int32)
@@ -205,6 +215,7 @@ def _shape_changed(m: Any, sg: Any) -> None:
         (_negative_dims, r"constant with negative dimensions"),
         (_constant_operand, r"op \d+ SOFTMAX computes on constant tensor \d+"),
         (_shape_changed, r"op \d+ LOGISTIC: input shape \[1, 28, 28, 6\] and output shape "),
+        (_logistic_made_softmax, r"SOFTMAX without options \(no beta\)"),
     ],
     ids=[
         "stride 0 (ZeroDivisionError)",
@@ -218,6 +229,7 @@ def _shape_changed(m: Any, sg: Any) -> None:
         "negative dimensions of a constant (ValueError)",
         "SOFTMAX of a constant (AssertionError in the plan)",
         "LOGISTIC changing the shape (TFLM segfault)",
+        "SOFTMAX without options (TFLM abort)",
     ],
 )
 def test_found_by_fuzzing(seed: tuple[bytes, list[Any]], change: Any, message: str) -> None:
