@@ -149,6 +149,12 @@ def _tamper_idx(src: Path, dst: Path, how: str) -> None:
     dst.write_bytes(bytes(raw))
 
 
+TRUNCATED_TFLITE = (
+    r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer"
+    r"|not a valid .tflite model)"
+)
+
+
 @dataclass
 class Inputs:
     """Shared, read-only inputs (the tests check that no case changes them)."""
@@ -532,7 +538,7 @@ CASES: list[Case] = [
         "verify: truncated .tflite",
         lambda c: ["verify", c("truncated.tflite")],
         F,
-        r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer|not a valid .tflite model)",
+        TRUNCATED_TFLITE,
     ),
     Case(
         "verify: random bytes named .tflite",
@@ -596,7 +602,7 @@ CASES: list[Case] = [
         "verify: bad model, earlier --json kept",
         lambda c: ["verify", c("truncated.tflite"), "--json", c.previous_file("verify.json")],
         F,
-        r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer|not a valid .tflite model)",
+        TRUNCATED_TFLITE,
     ),
     Case(
         "verify: --json would overwrite the model",
@@ -865,7 +871,7 @@ CASES: list[Case] = [
         "predict: truncated .tflite",
         lambda c: ["predict", c("truncated.tflite"), c("digit.png")],
         F,
-        r"truncated.tflite: (truncated or corrupted TensorFlow Lite flatbuffer|not a valid .tflite model)",
+        TRUNCATED_TFLITE,
     ),
     Case(
         "predict: a model with 5 outputs",
