@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,35 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    Used around the commit of an atomic write and its cleanup: an interrupt that lands there
+    must not cut a rename or an ``rmtree`` in half (which would leave a partial temporary), so
+    it is recorded and re-raised once the block is done. Only the main thread can install
+    handlers; elsewhere (or with a handler installed outside Python) this is a no-op.
+    """
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if threading.current_thread() is not threading.main_thread() or None in saved.values():
+        yield  # handlers cannot be swapped here (another thread, or installed outside Python)
+        return
+    pending: list[int] = []
+
+    def record(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    for s in saved:
+        signal.signal(s, record)
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
+
+
 def _temp_prefix(final: Path) -> str:
     return f".{final.name}.{os.getpid()}."
 
@@ -132,10 +162,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         _fault_point("atomic_path:written")
-        os.replace(tmp_path, final)
+        with signals_deferred():
+            os.replace(tmp_path, final)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with signals_deferred():
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -193,18 +225,24 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         _fault_point("atomic_dir:written")
-        if final.exists():
-            if _exchange(tmp, final):
-                old, tmp = tmp, final  # ``tmp`` now names the previous tree
+        # From here on an interrupt is held until the swap and the removal of the previous
+        # tree are done: the command then stops with the new output complete and no temporary.
+        with signals_deferred():
+            if final.exists():
+                if _exchange(tmp, final):
+                    old, tmp = tmp, final  # ``tmp`` now names the previous tree
+                else:
+                    old = final.with_name(f"{_temp_prefix(final)}old.tmp")
+                    os.replace(final, old)
+                    os.replace(tmp, final)
             else:
-                old = final.with_name(f"{_temp_prefix(final)}old.tmp")
-                os.replace(final, old)
                 os.replace(tmp, final)
-        else:
-            os.replace(tmp, final)
-        _fault_point("atomic_dir:swapped")
+            _fault_point("atomic_dir:swapped")
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp != final and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        with signals_deferred():
+            if tmp != final and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and old.exists():
+                shutil.rmtree(old, ignore_errors=True)

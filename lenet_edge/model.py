@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from lenet_edge import tfenv
+
 VARIANTS: dict[str, dict[str, str]] = {
     "seed": {"activation": "sigmoid", "pooling": "avg", "c3": "sparse"},
     "modern": {"activation": "relu", "pooling": "max", "c3": "full"},
@@ -80,10 +82,11 @@ class LeNetConfig:
 
 
 def _register() -> Any:
-    import keras
+    keras = tfenv.keras()
+    constraint_base: Any = keras.constraints.Constraint
 
     @keras.saving.register_keras_serializable(package="lenet_edge", name="ConnectionMask")
-    class ConnectionMask(keras.constraints.Constraint):
+    class ConnectionMask(constraint_base):
         """Keeps masked kernel entries exactly zero after every optimizer step."""
 
         def __init__(self, mask: Any) -> None:
@@ -111,7 +114,7 @@ def connection_mask_class() -> Any:
 
 def build_lenet(config: LeNetConfig | None = None, seed: int = 0) -> Any:
     """Build an uncompiled Keras LeNet-5 for ``config`` (default: ``seed``)."""
-    import keras
+    keras = tfenv.keras()
 
     cfg = config or LeNetConfig()
     act = cfg.activation
@@ -162,7 +165,7 @@ def layer_table(model: Any) -> list[LayerRow]:
     Masked convolution weights count only where the mask is 1: a sparse C3 has 60
     connections × 25 + 16 biases = 1,516 parameters and 10×10×1,500 = 150,000 MACs.
     """
-    import keras
+    keras = tfenv.keras()
 
     rows = []
     for layer in model.layers:
@@ -189,7 +192,7 @@ def layer_table(model: Any) -> list[LayerRow]:
 
 def load_keras_model(path: str) -> Any:
     """Load a ``.keras`` model saved by lenet-edge (or any plain Keras model)."""
-    import keras
+    keras = tfenv.keras()
 
     connection_mask_class()
     return keras.saving.load_model(path, compile=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lenet_edge import tfenv
 from lenet_edge.errors import LenetEdgeError
 from lenet_edge.fsutil import sha256_bytes, sha256_file
 from lenet_edge.interpreters import WEIGHTED_OPS, TfliteModel, parse_tflite
@@ -42,7 +43,7 @@ def _convert(model: Any, configure: Any, what: str) -> bytes:
     conversion options.
     """
     t = tf()
-    import keras
+    keras = tfenv.keras()
 
     in_shape = [1, *(int(d) for d in model.inputs[0].shape[1:])]
     with tempfile.TemporaryDirectory(prefix="lenet-edge-savedmodel-") as saved:
@@ -212,7 +213,7 @@ def masked_kernel_checks(keras_model: Any, model: TfliteModel) -> list[dict[str,
     Keras layers and TFLite CONV_2D ops are matched in order; the TFLite filter layout is
     ``[out, kh, kw, in]`` against Keras's ``[kh, kw, in, out]``.
     """
-    import keras
+    keras = tfenv.keras()
 
     convs = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Conv2D)]
     conv_ops = [op for op in model.ops if op.name == "CONV_2D"]

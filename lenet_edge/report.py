@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from lenet_edge import __version__
+from lenet_edge import __version__, tfenv
 from lenet_edge.errors import LenetEdgeError
 from lenet_edge.fsutil import sha256_file
 from lenet_edge.interpreters import TfliteModel, read_tflite, sniff_model_file
@@ -340,15 +340,13 @@ def layer_sqnr(
     that quantization alone imposes) and the mean absolute error in LSB. The first row is the
     quantized input image.
     """
-    import keras
+    keras = tfenv.keras()
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from firmware_export.sysutil import quiet_stderr
     from lenet_edge.progress import Progress
-    from lenet_edge.tfenv import tf
     from lenet_edge.verify import dequantize, float_images, prepare_inputs, quantize_values
 
-    tf()
     pairs = activation_map(keras_model, model)
     x_float = float_images(images, [1, *(int(d or 1) for d in keras_model.inputs[0].shape[1:])])
     x_in = prepare_inputs(images, model.input)

@@ -41,10 +41,17 @@ def tf() -> Any:
     return _TF
 
 
+def keras() -> Any:
+    """The ``keras`` module, imported only after :func:`tf` has configured TensorFlow (its
+    thread counts cannot change once Keras has started it)."""
+    tf()
+    import keras as keras_module
+
+    return keras_module
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
     t = tf()
-    import keras
-
-    keras.utils.set_random_seed(seed)
+    keras().utils.set_random_seed(seed)
     t.config.experimental.enable_op_determinism()

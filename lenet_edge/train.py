@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lenet_edge import __version__
+from lenet_edge import __version__, tfenv
 from lenet_edge.data import Mnist, preprocess
 from lenet_edge.fsutil import atomic_path, atomic_write_json, sha256_file
 from lenet_edge.model import LeNetConfig, build_lenet, layer_table
@@ -97,11 +97,13 @@ def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> Any:
 
 
 def _callbacks(out_model: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
-    import keras
+    keras = tfenv.keras()
 
     state: dict[str, Any] = {"best": -1.0, "epoch": 0, "weights": None, "start": time.time()}
 
-    class KeepBest(keras.callbacks.Callback):
+    callback_base: Any = keras.callbacks.Callback
+
+    class KeepBest(callback_base):
         """Remember and save the best epoch by validation accuracy; print one line per epoch."""
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -176,7 +178,7 @@ def train(
     quiet: bool = False,
 ) -> TrainResult:
     """Train LeNet-5 and write ``model.keras``, ``train.json`` and ``training_curves.png``."""
-    import keras
+    keras = tfenv.keras()
 
     start = time.time()
     seed_everything(cfg.seed)

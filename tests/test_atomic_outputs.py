@@ -302,3 +302,36 @@ def test_stale_temporaries_of_live_processes_and_other_files_are_kept(tmp_path: 
     assert remove_stale_temps(tmp_path / "other.json") == [
         tmp_path / f".other.json.{dead.pid}.abc123.tmp"
     ]
+
+
+def test_interrupt_during_commit_is_held_until_cleanup_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT that lands while the new tree is swapped in and the previous one removed is
+    delivered only afterwards: no half-removed temporary, and the interrupt is not lost."""
+    from lenet_edge.fsutil import atomic_dir, signals_deferred
+
+    out = tmp_path / "c"
+    out.mkdir()
+    for i in range(200):
+        (out / f"old{i}.txt").write_text("old")
+    original = shutil.rmtree
+    finished: list[Path] = []
+
+    def rmtree_interrupted(path: Path, *args: Any, **kwargs: Any) -> None:
+        signal.raise_signal(signal.SIGINT)  # the interrupt lands inside the commit section
+        original(path, *args, **kwargs)
+        finished.append(path)
+
+    with pytest.raises(KeyboardInterrupt), atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+        monkeypatch.setattr(shutil, "rmtree", rmtree_interrupted)
+    monkeypatch.undo()
+    assert finished, "the previous tree's removal ran to completion"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    # After the block, SIGINT behaves as before.
+    with signals_deferred():
+        pass
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)

@@ -5,7 +5,8 @@ traceback anywhere would show on stderr. For every case:
 
 * the exit code is the documented one: 2 for a usage error, 1 for a failure;
 * stderr is exactly one line, ``error: ...``, matching the documented message of that class
-  of bad input (docs/errors.md), never an "internal error" and never a traceback;
+  of bad input (README, "Exit codes and error messages"), never an "internal error" and never
+  a traceback;
 * stdout is empty (nothing half-reported);
 * nothing changed on disk: the case directory (where outputs go, with any earlier output
   placed there first) and the shared inputs hold the same files with the same bytes, and no
@@ -974,7 +975,7 @@ def test_bad_input(case: Case, inputs: Inputs, tmp_path: Path) -> None:
     before = snapshot(tmp_path, inputs.dir)
     proc = run_cli(argv, env, tmp_path)
     after = snapshot(tmp_path, inputs.dir)
-    log = os.environ.get("LENET_EDGE_CORPUS_LOG")  # to refresh docs/errors.md
+    log = os.environ.get("LENET_EDGE_CORPUS_LOG")  # to refresh the README section on error messages
     if log:
         line = (proc.stderr.splitlines() or [""])[-1]
         line = line.replace(str(tmp_path), "CASE").replace(str(inputs.dir), "INPUTS")

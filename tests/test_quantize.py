@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,27 @@ def test_data_preprocessing_is_shared():
     x = float_images(img, (1, 32, 32, 1))
     assert np.array_equal(x, data.preprocess(img))
     assert float_images(img, (1, 28, 28, 1)).max() == 1.0
+
+
+def test_calibration_sweep_script_measures_on_the_validation_split(trained_model, tmp_path):
+    """scripts/calibration_sweep.py (the measurement behind --calibration-samples' default)
+    writes one row per count and seed, on validation images only."""
+    model = trained_model() / "model.keras"
+    out = tmp_path / "sweep.json"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "calibration_sweep.py"
+    argv = [str(model), "--counts", "10,30", "--seeds", "0", "--val-limit", "300"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *argv, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["validation_images"] == 300 and doc["per_channel"] is True
+    assert [(r["calibration_samples"], r["seed"]) for r in doc["rows"]] == [(10, 0), (30, 0)]
+    for row in doc["rows"]:
+        assert 0.5 < row["val_accuracy"] <= 1.0 and 0.9 < row["agreement"] <= 1.0
+        assert 0.0 <= row["mean_abs_prob_diff"] < 0.05
+    assert [m["calibration_samples"] for m in doc["means"]] == [10, 30]
+    assert "    10" in proc.stdout and "    30" in proc.stdout
