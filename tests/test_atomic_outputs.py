@@ -37,10 +37,11 @@ from lenet_edge.fsutil import FAULT_ENV, atomic_path, atomic_write_bytes, remove
 DEADLINE = 600.0  # seconds; a safety net against a stuck test, never a timing assertion
 
 
-def tree(root: Path, with_temps: bool = True) -> dict[str, bytes]:
-    """Every file under ``root`` (hidden ones too, unless ``with_temps`` is False)."""
+def tree(root: Path, with_temps: bool = True) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` (hidden ones too, unless ``with_temps`` is False);
+    digests rather than bytes keep a failure's diff short and readable."""
     return {
-        str(p.relative_to(root)): p.read_bytes()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
         if p.is_file() and (with_temps or not p.name.startswith("."))
     }
@@ -56,7 +57,7 @@ def assert_complete_export(d: Path) -> dict[str, Any]:
     files = tree(d)
     assert sorted(files) == sorted([*report["files"], "export.json"])
     for rel, digest in report["files"].items():
-        assert hashlib.sha256(files[rel]).hexdigest() == digest, rel
+        assert files[rel] == digest, rel
     return dict(report)
 
 
