@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ def _fault_point(name: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGSTOP)
+        # A signal sent while stopped may be taken by any thread on SIGCONT; give its handler
+        # time to run so that it acts here, at the point, not a few statements later.
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager

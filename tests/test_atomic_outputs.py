@@ -61,6 +61,13 @@ def assert_complete_export(d: Path) -> dict[str, Any]:
     return dict(report)
 
 
+def _sigint_default() -> None:
+    """In the child: SIGINT back to its default action. A shell starting a job in the
+    background (``cmd &``) sets SIGINT to "ignore", which Python then keeps; the tests send
+    SIGINT as a user's Ctrl-C would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """A ``lenet-edge`` subprocess with stderr in a file (to wait for its progress lines)."""
 
@@ -75,6 +82,7 @@ class Run:
             stdout=subprocess.DEVNULL,
             stderr=self._err,
             env=env,
+            preexec_fn=_sigint_default,
         )
 
     def stderr(self) -> str:
@@ -310,12 +318,21 @@ def test_interrupt_during_commit_is_held_until_cleanup_is_done(
 ) -> None:
     """A SIGINT that lands while the new tree is swapped in and the previous one removed is
     delivered only afterwards: no half-removed temporary, and the interrupt is not lost."""
-    from lenet_edge.fsutil import atomic_dir, signals_deferred
-
     out = tmp_path / "c"
     out.mkdir()
     for i in range(200):
         (out / f"old{i}.txt").write_text("old")
+    # Python's Ctrl-C handler, also when this process inherited SIGINT ignored (``cmd &``).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupted_commit(out, tmp_path, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_commit(out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lenet_edge.fsutil import atomic_dir, signals_deferred
+
     original = shutil.rmtree
     finished: list[Path] = []
 
