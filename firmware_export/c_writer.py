@@ -17,6 +17,8 @@ import numpy as np
 from firmware_export import tile
 from firmware_export.csyntax import Names, c_float, c_int, c_values, render
 from firmware_export.plan import (
+    ARENA_ALIGN,
+    CONV_BLOCK,
     FC_ROWS,
     Buffer,
     ConvStep,
@@ -203,7 +205,7 @@ class StandaloneWriter:
             "(and 4 bytes of padding for 32-bit gathers)",
         )
 
-    def buf(self, b: Buffer, writable: bool) -> str:
+    def buf(self, b: Buffer) -> str:
         if b.location == "input":
             return "input"
         if b.location == "output":
@@ -299,23 +301,26 @@ class StandaloneWriter:
                 f"{s.name} tile offset (words) of each (output channel, used input channel) "
                 f"[{len(offsets)}]",
             )
-        lanes = -(-s.out_c // 16) * 16
-        x86 = np.zeros((n_maps, tp.weights.shape[1], lanes), np.int64)
-        for oc in range(s.out_c):
-            for k in range(tp.map_start[oc], tp.map_start[oc + 1]):
-                x86[tp.maps[k], :, oc] = tp.weights[k]
-        w_x86 = self.array(
-            "int32_t",
-            f"{s.name}_weights_x86",
-            x86.reshape(-1).tolist(),
-            f"{s.name} weights for the x86 AVX2 path: [{n_maps} input channels]"
-            f"[{tp.weights.shape[1]} pairs][{lanes} output channels, zero padded]",
-            8,
-            guard=f"{self.P}_X86_WEIGHTS",
-        )
         # x86: the strip's positions as lanes when the strip is wide and there is one input
-        # channel (and pooling); the output channels as lanes otherwise.
+        # channel (and pooling), reading the portable weights; the output channels as lanes
+        # otherwise, with weights of their own.
         x86_rows = n_maps == 1 and tp.windows >= 4 and s.pool is not None
+        lanes = -(-s.out_c // 16) * 16
+        w_x86 = ""
+        if not x86_rows:
+            x86 = np.zeros((n_maps, tp.weights.shape[1], lanes), np.int64)
+            for oc in range(s.out_c):
+                for k in range(tp.map_start[oc], tp.map_start[oc + 1]):
+                    x86[tp.maps[k], :, oc] = tp.weights[k]
+            w_x86 = self.array(
+                "int32_t",
+                f"{s.name}_weights_x86",
+                x86.reshape(-1).tolist(),
+                f"{s.name} weights for the x86 AVX2 path: [{n_maps} input channels]"
+                f"[{tp.weights.shape[1]} pairs][{lanes} output channels, zero padded]",
+                8,
+                guard=f"{self.P}_X86_WEIGHTS",
+            )
         lut = _clamp_table(s.table, s.act_min, s.act_max)
         table = self.table(s, lut) if lut else ""
         q = s.pool
@@ -374,7 +379,7 @@ class StandaloneWriter:
             s,
             "",
             [],
-            f"{fn}({self.buf(s.src, False)}, {self.buf(s.dst, True)}, arena + {s.scratch_offset})",
+            f"{fn}({self.buf(s.src)}, {self.buf(s.dst)}, arena + {s.scratch_offset})",
         )
 
     def add_conv(self, s: ConvStep) -> None:
@@ -465,8 +470,8 @@ class StandaloneWriter:
             s,
             "conv_t",
             fields,
-            f"{self.n('conv_s8')}(&{self.n(s.name)}, {self.buf(s.src, False)}, "
-            f"{self.buf(s.dst, True)}, arena + {s.scratch_offset})",
+            f"{self.n('conv_s8')}(&{self.n(s.name)}, {self.buf(s.src)}, "
+            f"{self.buf(s.dst)}, arena + {s.scratch_offset})",
         )
 
     def add_fc(self, s: FullyConnectedStep) -> None:
@@ -535,8 +540,8 @@ class StandaloneWriter:
             s,
             "fully_connected_t",
             fields,
-            f"{self.n('fully_connected_s8')}(&{self.n(s.name)}, {self.buf(s.src, False)}, "
-            f"{self.buf(s.dst, True)}, arena + {s.scratch_offset})",
+            f"{self.n('fully_connected_s8')}(&{self.n(s.name)}, {self.buf(s.src)}, "
+            f"{self.buf(s.dst)}, arena + {s.scratch_offset})",
         )
 
     def add_pool(self, s: PoolStep) -> None:
@@ -548,8 +553,7 @@ class StandaloneWriter:
             s,
             "pool_layer_t",
             fields,
-            f"{self.n('pool_s8')}(&{self.n(s.name)}, {self.buf(s.src, False)}, "
-            f"{self.buf(s.dst, True)})",
+            f"{self.n('pool_s8')}(&{self.n(s.name)}, {self.buf(s.src)}, {self.buf(s.dst)})",
         )
 
     def add_lut(self, s: LutStep) -> None:
@@ -559,8 +563,7 @@ class StandaloneWriter:
             s,
             "lut_t",
             fields,
-            f"{self.n('lut_s8')}(&{self.n(s.name)}, {self.buf(s.src, False)}, "
-            f"{self.buf(s.dst, True)})",
+            f"{self.n('lut_s8')}(&{self.n(s.name)}, {self.buf(s.src)}, {self.buf(s.dst)})",
         )
 
     def add_softmax(self, s: SoftmaxStep) -> None:
@@ -576,8 +579,7 @@ class StandaloneWriter:
             s,
             "softmax_t",
             fields,
-            f"{self.n('softmax_s8')}(&{self.n(s.name)}, {self.buf(s.src, False)}, "
-            f"{self.buf(s.dst, True)})",
+            f"{self.n('softmax_s8')}(&{self.n(s.name)}, {self.buf(s.src)}, {self.buf(s.dst)})",
         )
 
     def layer(self, s: Step, ctype_suffix: str, fields: list[Field], call: str) -> None:
@@ -591,7 +593,7 @@ class StandaloneWriter:
                 "comment": comment,
             }
         )
-        out = self.buf(s.dst, True)
+        out = self.buf(s.dst)
         self.calls.append(
             {
                 "comment": comment,
@@ -716,7 +718,7 @@ class StandaloneWriter:
 
         shape = plan.input.shape
         in_h, in_w, in_c = (shape[1], shape[2], shape[3]) if len(shape) == 4 else (1, 1, 1)
-        scratch = max(plan.arena_size, 4)
+        scratch = plan.scratch_size
         files: dict[str, str] = {}
         files[f"{p}.h"] = render(
             "public.h.j2",
@@ -730,7 +732,7 @@ class StandaloneWriter:
             input_size=plan.input.size,
             output_size=plan.output.size,
             scratch_size=scratch,
-            scratch_align=4,
+            scratch_align=ARENA_ALIGN,
             n_steps=len(plan.steps),
             input_scale=c_float(plan.input.scale),
             input_zp=plan.input.zero_point,
@@ -745,7 +747,14 @@ class StandaloneWriter:
         )
         files[f"{p}_arith.h"] = render("arith.h.j2", **common)
         files[f"{p}_kernels.h"] = render(
-            "kernels.h.j2", **common, tile_functions=self.tile_functions
+            "kernels.h.j2",
+            **common,
+            tile_functions=self.tile_functions,
+            # Only the kernels this model uses are declared (and defined).
+            kinds=sorted({s.kind for s in plan.steps}),
+            generic=self.generic_conv,
+            conv_block=CONV_BLOCK,
+            fc_rows=FC_ROWS,
         )
         for kind in sorted({s.kind for s in plan.steps}):
             files[f"{p}_{KERNEL_FILES[kind][: -len('.c.j2')]}.c"] = render(

@@ -152,11 +152,6 @@ def c_values(values: Iterable[int], per_line: int = 16, indent: str = "    ") ->
     return ",\n".join(lines)
 
 
-def c_string(text: str) -> str:
-    """Make text safe inside a C comment."""
-    return text.replace("*/", "* /").replace("/*", "/ *")
-
-
 _ENV: jinja2.Environment | None = None
 
 

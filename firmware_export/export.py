@@ -22,6 +22,7 @@ from firmware_export.c_writer import StandaloneWriter
 from firmware_export.csyntax import banner as make_banner
 from firmware_export.csyntax import check_prefix
 from firmware_export.errors import FirmwareExportError
+from firmware_export.graph import Graph
 from firmware_export.mnist import mnist_input, mnist_inputs, mnist_size
 from firmware_export.reader import load_graph
 from firmware_export.testvec_writer import render_test
@@ -150,13 +151,16 @@ def export_model(
     labels: np.ndarray | None = None,
     command: str | None = None,
     progress: Callable[[int], None] | None = None,
+    graph: Graph | None = None,
 ) -> ExportResult:
     """Export ``model_bytes``. ``images``/``labels`` (raw uint8 MNIST test digits) feed the
-    test vectors when the model takes digits; otherwise seeded random inputs are used."""
+    test vectors when the model takes digits; otherwise seeded random inputs are used.
+    ``graph``: ``load_graph(model_bytes)`` when the caller has already read it."""
     check_prefix(prefix)
     if n_vectors < 1:
         raise FirmwareExportError("--test-vectors must be at least 1")
-    graph = load_graph(model_bytes)
+    if graph is None:
+        graph = load_graph(model_bytes)
     plan = planmod.build_plan(graph)
     digest = sha256_bytes(model_bytes)
     command = command or f"lenet-edge export-c {model_name} --prefix {prefix}"
@@ -245,7 +249,7 @@ def export_model(
         "macs": plan.macs,
         "tflm_macs": plan.tflm_macs,
         "weight_bytes": {**weights, "total": sum(weights.values())},
-        "scratch_size": max(plan.arena_size, 4),
+        "scratch_size": plan.scratch_size,
         "tflm_arena": {
             "measured_bytes": arena.measured,
             "measured_on": arena.host,

@@ -314,9 +314,6 @@ class Image:
     elf: Path
     map_file: Path
     directory: Path
-    vectors: int
-    dsp: bool
-    cflags: tuple[str, ...]
 
 
 def _check_newlib(tool: Toolchain, board: Board, cwd: Path) -> None:
@@ -463,16 +460,14 @@ class Builder:
         if self.stack_size is not None:
             ld.insert(1, f"-Wl,--defsym=__stack_size={self.stack_size}")
         _run_tool(ld, self.dir, f"linking for {self.board.name} ({len(raw)} test vectors)")
-        return Image(
-            self.board, self.dir / elf, self.dir / mapf, self.dir, len(raw), self.dsp, self.cflags
-        )
+        return Image(self.board, self.dir / elf, self.dir / mapf, self.dir)
 
     def vector_capacity(self, limit: int) -> int:
         """How many test vectors fit the flash next to the library and harness (at most limit)."""
         empty = self.link(
             np.zeros((0, PIXELS), np.uint8), np.zeros((0, self.output_size), np.int8), name="probe"
         )
-        used = memory_report(empty, self.tool, self.scratch_size)["flash"]["total"]
+        used = memory_report(empty, self.tool)["flash"]["total"]
         free = self.board.flash.length - used - FLASH_SLACK
         return max(0, min(limit, free // (PIXELS + self.output_size)))
 
@@ -587,7 +582,7 @@ def _section_sizes(image: Image, tool: Toolchain) -> dict[str, int]:
     return sizes
 
 
-def memory_report(image: Image, tool: Toolchain, scratch_size: int) -> dict[str, Any]:
+def memory_report(image: Image, tool: Toolchain) -> dict[str, Any]:
     """Flash and RAM of an image: totals from ``arm-none-eabi-size``, split by object."""
     sizes = _section_sizes(image, tool)
     flash_total = sum(sizes.get(s, 0) for s in FLASH_SECTIONS) + sizes.get(".data", 0)
@@ -1175,7 +1170,7 @@ def run_board(
         report["vectors_requested"] = request.images
         mode = "vectors"
     v = result.values
-    memory = memory_report(image, tool, builder.scratch_size)
+    memory = memory_report(image, tool)
     memory["stack"] = {
         "high_water": v["stack_hwm"],
         "library": v["lib_stack"],

@@ -52,7 +52,7 @@ ELEMENTWISE_OPS = frozenset({"LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE"})
 #: Alignment of every buffer in the scratch arena (int32 accumulators live there too).
 ARENA_ALIGN = 4
 ACC_LIMIT = (1 << 31) - 1
-#: Convolution outputs per pass over the weights; must equal <PREFIX>_CONV_BLOCK in C.
+#: Convolution outputs per pass over the weights (<PREFIX>_CONV_BLOCK in C).
 CONV_BLOCK = 4
 #: Fully connected rows computed per pass over the input (the weights are interleaved so).
 FC_ROWS = 4
@@ -265,7 +265,6 @@ class SoftmaxStep(Step):
     rows: int = 0
     depth: int = 0
     exp_table: list[int] = field(default_factory=list)
-    beta: float = 1.0
 
 
 @dataclass
@@ -288,7 +287,6 @@ class Plan:
     arena_size: int
     input: TensorInfo
     output: TensorInfo
-    op_kinds: list[str]
     folded_ops: list[int]
     dead_ops: list[int] = field(default_factory=list)
     #: The model's own interface when it differs from the engine's int8 one (--io float32 /
@@ -296,6 +294,12 @@ class Plan:
     model_input: TensorInfo | None = None
     model_output: TensorInfo | None = None
     stripped_ops: list[int] = field(default_factory=list)
+
+    @property
+    def scratch_size(self) -> int:
+        """``<PREFIX>_SCRATCH_SIZE``: the arena, at least one aligned word (so that the
+        caller's scratch array is never empty)."""
+        return max(self.arena_size, ARENA_ALIGN)
 
     @property
     def macs(self) -> int:
@@ -392,7 +396,7 @@ def _fast_requant(shift: list[int], zero_point: int, bound: int) -> FastRequant 
 
 
 def _tile_plan(
-    step: ConvStep, w: np.ndarray, used: np.ndarray, folded: list[int], bound: int
+    step: ConvStep, w: np.ndarray, used: np.ndarray, folded: list[int]
 ) -> TilePlan | None:
     """The tile algorithm for ``step`` when it applies: stride 1, no dilation, fast
     requantization, and outputs in whole 2x2 blocks (a fused 2x2/2 pooling that covers its
@@ -809,7 +813,7 @@ class _Planner:
         )
         bound = _acc_bound(folded, w.reshape(out_c, -1))
         step.fast = _fast_requant(shift, zp_out, bound)
-        tp = _tile_plan(step, w, used, folded, bound)
+        tp = _tile_plan(step, w, used, folded)
         if tp is not None:
             step.algo, step.tile = "tile", tp
             step.scratch = tp.scratch(len(patch_channels))
@@ -997,7 +1001,6 @@ class _Planner:
             rows=x.size // depth,
             depth=depth,
             exp_table=qm.softmax_exp_table(params),
-            beta=opt.beta,
         )
         self._add(step, [op.inputs[0]], op.outputs[0])
         return [op.index]
@@ -1163,7 +1166,6 @@ def build_plan(model: Graph) -> Plan:
         arena_size=arena,
         input=_info(x),
         output=_info(y),
-        op_kinds=model.op_kinds,
         folded_ops=planner.folded,
         dead_ops=planner.dead,
         model_input=_info(mx) if mx is not x else None,

@@ -352,8 +352,7 @@ def tanh_int8(x: int, p: SigmoidParams) -> int:
 def relu_int8_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> list[int]:
     """TFLM int8 RELU (``ReluQuantized``): requantize, then clamp at the output zero point."""
     mult, shift = quantize_multiplier(in_scale / out_scale)
-    act_min = max(-128, out_zp + int(round_half_away(_f32_div(0.0, out_scale))))
-    act_max = 127
+    act_min, act_max = activation_range("RELU", out_scale, out_zp)
     table = []
     for x in range(-128, 128):
         v = out_zp + mbqm(x - in_zp, mult, shift)
@@ -363,9 +362,8 @@ def relu_int8_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) 
 
 def relu6_int8_table(in_scale: float, in_zp: int) -> list[int]:
     """TFLM int8 RELU6: clamp to [zero, six] in the *input* quantization."""
-    six = int(round_half_away(_f32_div(6.0, in_scale))) + in_zp
-    six = min(max(six, -128), 127)
-    return [min(max(x, in_zp), six) for x in range(-128, 128)]
+    lo, hi = activation_range("RELU6", in_scale, in_zp)
+    return [min(max(x, lo), hi) for x in range(-128, 128)]
 
 
 def requantize_int8_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> list[int]:

@@ -52,15 +52,16 @@ class Bench:
     def run(self, key: str, args: Sequence[str]) -> float:
         """Run ``lenet-edge ARGS``; return (and record under ``key``) its wall time."""
         argv = [sys.executable, "-m", "lenet_edge", *args]
-        if self.data_dir and args[0] in ("train", "quantize", "verify", "mcu-test"):
-            argv += ["--data-dir", self.data_dir]
+        env = dict(os.environ)
+        if self.data_dir:  # every command that loads MNIST reads it (as --data-dir)
+            env["LENET_EDGE_DATA"] = self.data_dir
         log = self.out / "logs" / f"{key.replace('/', '_')}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         if not self.quiet:
             print(f"bench: {key}: lenet-edge {shlex.join(args)}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         with open(log, "w") as f:
-            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, check=False)
+            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
@@ -253,9 +254,10 @@ def measure_host_and_core(
             "us_per_image": res["latency"]["mean_us"],
             "wall_seconds_10k": res["wall_seconds"],
         }
+    from lenet_edge import data
     from lenet_edge.engine_bench import measure_engine
 
-    engine = measure_engine(cdir, quiet=b.quiet)
+    engine = measure_engine(cdir, images=data.load(b.data_dir).x_test, quiet=b.quiet)
     host["standalone-c"] = engine
     base = host["litert"]["us_per_image"]
     for entry in host.values():

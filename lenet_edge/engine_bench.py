@@ -18,7 +18,6 @@ XNNPACK the same way in the same run).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_export.mcu import Export, read_export
 from lenet_edge.errors import LenetEdgeError
 
 #: Default compiler flags: the issue asks for -O2; -march=native lets the engine's SIMD path
@@ -142,24 +142,22 @@ int main(int argc, char **argv)
 """
 
 
-def _prefix(export_dir: Path) -> str:
-    meta = json.loads((export_dir / "export.json").read_text())
-    prefix = meta.get("prefix")
-    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z]\w*", prefix):
-        raise LenetEdgeError(f"{export_dir}/export.json has no valid prefix")
-    return prefix
+def _export(export: Export | str | os.PathLike[str]) -> Export:
+    return export if isinstance(export, Export) else read_export(export)
 
 
 def compile_engine(
-    export_dir: Path,
+    export: Export | str | os.PathLike[str],
     binary: Path,
     flags: Sequence[str] = DEFAULT_FLAGS,
     cc: str | None = None,
 ) -> list[str]:
-    """Build the timing harness against ``export_dir/standalone``; return the command."""
-    prefix = _prefix(export_dir)
+    """Build the timing harness against the standalone engine of ``export`` (an
+    :class:`Export` or an export-c directory); return the command."""
+    export = _export(export)
+    prefix = export.prefix
     P = prefix.upper()
-    sa = export_dir / "standalone"
+    sa = export.directory / "standalone"
     cc = cc or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise LenetEdgeError("no C compiler (cc/gcc) on PATH; install gcc")
@@ -200,12 +198,12 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def engine_inputs(export_dir: Path, images: np.ndarray) -> np.ndarray:
-    """The int8 engine inputs of raw MNIST ``images`` (uint8 [N, 28, 28])."""
+def engine_inputs(export: Export | str | os.PathLike[str], images: np.ndarray) -> np.ndarray:
+    """The int8 engine inputs of raw MNIST ``images`` (uint8 [N, 28, 28]) for ``export`` (an
+    :class:`Export` or an export-c directory)."""
     from firmware_export.mnist import mnist_inputs
 
-    meta = json.loads((export_dir / "export.json").read_text())
-    inp = meta["input"]
+    inp = _export(export).meta["input"]
     x = mnist_inputs(images, tuple(inp["shape"]), inp["scale"], inp["zero_point"])
     return np.ascontiguousarray(x, dtype=np.int8).reshape(len(images), -1)
 
@@ -232,19 +230,17 @@ def measure_engine(
     whole passes are reported too. Also returned: ``ns_per_image``, ``images``, ``passes``,
     ``build`` (compiler flags), ``simd`` (the x86 path the flags select) and ``bit_exact``.
     """
-    d = Path(export_dir).resolve()
-    if not (d / "export.json").is_file():
-        raise LenetEdgeError(f"{d} is not an export-c output (no export.json)")
+    export = read_export(export_dir)
+    meta = export.meta
     if images is None:
         from lenet_edge import data
 
         images = data.load().x_test
-    x = engine_inputs(d, images)
-    meta = json.loads((d / "export.json").read_text())
+    x = engine_inputs(export, images)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_name:
         tmp = Path(tmp_name)
         binary = tmp / "engine_bench"
-        compile_engine(d, binary, flags)
+        compile_engine(export, binary, flags)
         (tmp / "in.bin").write_bytes(x.tobytes())
         if not quiet:
             print(f"engine-bench: timing {len(x)} images x {passes} passes", flush=True)
@@ -260,7 +256,7 @@ def measure_engine(
             raise LenetEdgeError("give expected outputs for models with a float/uint8 interface")
         if not quiet:
             print("engine-bench: TFLM reference outputs", flush=True)
-        model = (d / "model.tflite").read_bytes()
+        model = export.model_path.read_bytes()
         expected = TflmModel(model).run(x.reshape(len(x), *meta["input"]["shape"][1:]))
     want = np.asarray(expected, dtype=np.int8).reshape(got.shape)
     bad = int((got != want).any(axis=1).sum())

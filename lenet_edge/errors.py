@@ -6,7 +6,6 @@ A :class:`LenetEdgeError` carries a one-line, actionable message; the CLI prints
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -31,3 +30,9 @@ class ModelFileError(LenetEdgeError):
 
 class GateError(LenetEdgeError):
     """A quality gate (for example ``--min-accuracy``) was not met."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message (or its type name), at most ``limit`` characters:
+    how a foreign exception is quoted in a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

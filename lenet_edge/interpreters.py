@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from firmware_export.sysutil import quiet_stderr
-from lenet_edge.errors import LenetEdgeError, ModelFileError
+from lenet_edge.errors import LenetEdgeError, ModelFileError, first_line
 from lenet_edge.fsutil import sha256_bytes
 
 BACKENDS = ("litert", "litert-ref", "tflm", "tflite-runtime")
@@ -261,8 +261,9 @@ def _litert_verify(data: bytes, source: str) -> None:
                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
             )
     except ValueError as exc:
-        first = (str(exc).strip().splitlines() or ["invalid model"])[0]
-        raise ModelFileError(f"{source}: not a valid .tflite model ({first})") from None
+        raise ModelFileError(
+            f"{source}: not a valid .tflite model ({first_line(exc, 1000)})"
+        ) from None
 
 
 def parse_tflite(data: bytes, source: str = "<bytes>") -> TfliteModel:
@@ -477,7 +478,7 @@ class LiteRTRunner(_TfliteInterpreterRunner):
                 )
             super().__init__(it)
         except (ValueError, RuntimeError) as exc:
-            raise LenetEdgeError(f"{self.name} cannot load the model: {_first_line(exc)}") from None
+            raise LenetEdgeError(f"{self.name} cannot load the model: {first_line(exc)}") from None
 
 
 class TfliteRuntimeRunner(_TfliteInterpreterRunner):
@@ -493,7 +494,7 @@ class TfliteRuntimeRunner(_TfliteInterpreterRunner):
             super().__init__(it)
         except (ValueError, RuntimeError) as exc:
             raise LenetEdgeError(
-                f"tflite-runtime cannot load the model: {_first_line(exc)}"
+                f"tflite-runtime cannot load the model: {first_line(exc)}"
             ) from None
 
 
@@ -515,10 +516,6 @@ class TflmRunner(Runner):
         return self._m.invoke(x)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def tflite_runtime_interpreter() -> Any:
     """The ``tflite_runtime`` Interpreter class, or a one-line :class:`LenetEdgeError` saying
     why it is unavailable (not installed, or installed but broken under NumPy 2)."""
@@ -536,7 +533,7 @@ def tflite_runtime_interpreter() -> Any:
         ) from None
     except (ImportError, AttributeError, RuntimeError, SystemError) as exc:
         raise LenetEdgeError(
-            f"tflite-runtime is installed but does not import ({_first_line(exc)}); "
+            f"tflite-runtime is installed but does not import ({first_line(exc)}); "
             f"{numpy_note}; use --backend litert"
         ) from None
     return Interpreter

@@ -9,11 +9,13 @@ sigmoid activations. ``modern``: ReLU, max pooling and a dense C3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lenet_edge import tfenv
+from lenet_edge.errors import ModelFileError, first_line
 
 VARIANTS: dict[str, dict[str, str]] = {
     "seed": {"activation": "sigmoid", "pooling": "avg", "c3": "sparse"},
@@ -190,9 +192,19 @@ def layer_table(model: Any) -> list[LayerRow]:
     return rows
 
 
-def load_keras_model(path: str) -> Any:
-    """Load a ``.keras`` model saved by lenet-edge (or any plain Keras model)."""
+def load_keras_model(path: str | Path) -> Any:
+    """Load a ``.keras`` model saved by lenet-edge (or any plain Keras model); a file Keras
+    cannot load is a one-line :class:`ModelFileError`."""
     keras = tfenv.keras()
 
     connection_mask_class()
-    return keras.saving.load_model(path, compile=False)
+    try:
+        with tfenv.quiet_stderr():
+            return keras.saving.load_model(str(path), compile=False)
+    except Exception as exc:  # Keras raises many types for a bad archive
+        raise ModelFileError(f"{path}: cannot load the Keras model ({first_line(exc)})") from None
+
+
+def keras_input_shape(keras_model: Any) -> list[int]:
+    """The model's input shape with a batch of 1 (unknown dimensions as 1)."""
+    return [1, *(int(d or 1) for d in keras_model.inputs[0].shape[1:])]

@@ -23,11 +23,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lenet_edge.errors import LenetEdgeError
+from lenet_edge.errors import LenetEdgeError, first_line
+
+if TYPE_CHECKING:
+    from lenet_edge.interpreters import TfliteModel
 
 BOX = 20  #: side of the box the digit is scaled into
 FIELD = 28  #: side of the MNIST image
@@ -84,7 +87,7 @@ def read_grayscale(path: Path) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{path}: too many pixels for a digit picture; scale it down") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        detail = first_line(exc, 120)
         raise ImageError(f"{path}: cannot decode the picture ({detail})") from None
     if arr.size == 0:
         raise ImageError(f"{path}: the picture has no pixels")
@@ -203,9 +206,9 @@ def top_k(probs: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     return [(int(c), float(p[c])) for c in order]
 
 
-def check_model_file(path: Path) -> str:
-    """Validate ``path`` as a LeNet classifier without TensorFlow; return ``keras`` or
-    ``tflite``."""
+def check_model_file(path: Path) -> TfliteModel | Path:
+    """Validate ``path`` as a LeNet classifier without TensorFlow; return the parsed model of
+    a .tflite, or ``path`` itself for a Keras model (loaded later, by :func:`classify`)."""
     from lenet_edge.errors import ModelFileError
     from lenet_edge.interpreters import check_keras_file, read_tflite, sniff_model_file
     from lenet_edge.verify import NUM_CLASSES, image_side
@@ -221,29 +224,26 @@ def check_model_file(path: Path) -> str:
             raise ModelFileError(
                 f"{path}: output shape {list(model.output.shape)} is not {NUM_CLASSES} classes"
             )
-        return "tflite"
+        return model
     if kind in ("keras", "h5"):
-        check_keras_file(path)
-        return "keras"
+        return check_keras_file(path)
     raise ModelFileError(
         f"{path}: not a model; give the .keras file from `lenet-edge train` or a .tflite "
         "from `lenet-edge quantize`"
     )
 
 
-def classify(model_path: Path, kind: str, images: np.ndarray) -> tuple[np.ndarray, str]:
+def classify(model: TfliteModel | Path, images: np.ndarray) -> tuple[np.ndarray, str]:
     """Class probabilities ``[N, 10]`` of uint8 28×28 ``images`` and a description of how
-    they were computed (the Keras model in float, or the .tflite on LiteRT)."""
-    from lenet_edge.interpreters import read_tflite
+    they were computed (the Keras model at that path in float, or the .tflite on LiteRT)."""
     from lenet_edge.verify import keras_reference, tflite_reference
 
-    if kind == "tflite":
-        model = read_tflite(model_path)
+    if isinstance(model, Path):
+        ref = keras_reference(model, images)
+        how = "Keras model (float32)"
+    else:
         ref = tflite_reference(model, images)
         how = f"{model.kind} .tflite on LiteRT"
-    else:
-        ref = keras_reference(model_path, images)
-        how = "Keras model (float32)"
     if ref.softmax_applied:
         how += ", softmax applied to its logits"
     return ref.probs, how

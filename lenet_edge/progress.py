@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -59,14 +58,3 @@ class Progress:
         if self._tty and not self.quiet:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def track(items: Iterable[T], total: int, label: str, *, quiet: bool = False) -> Iterator[T]:
-    """Iterate over ``items`` while reporting progress."""
-    bar = Progress(total, label, quiet=quiet)
-    try:
-        for item in items:
-            yield item
-            bar.update()
-    finally:
-        bar.close()

@@ -10,16 +10,16 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lenet_edge import tfenv
-from lenet_edge.errors import LenetEdgeError
+from lenet_edge.errors import LenetEdgeError, first_line
 from lenet_edge.fsutil import sha256_bytes, sha256_file
 from lenet_edge.interpreters import WEIGHTED_OPS, TfliteModel, parse_tflite
+from lenet_edge.model import keras_input_shape
 from lenet_edge.tfenv import quiet_stderr, tf
 
 IO_TYPES = ("int8", "uint8", "float32")
@@ -62,9 +62,8 @@ def _convert(model: Any, configure: Any, what: str) -> bytes:
             with quiet_stderr():
                 flatbuffer = converter.convert()
         except Exception as exc:  # the converter raises many types; all mean "cannot convert"
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise LenetEdgeError(
-                f"the model cannot be converted to {what} ({first[:200]})"
+                f"the model cannot be converted to {what} ({first_line(exc)})"
             ) from None
     return bytes(flatbuffer)
 
@@ -248,20 +247,6 @@ def masked_kernel_checks(keras_model: Any, model: TfliteModel) -> list[dict[str,
 # --------------------------------------------------------------------------------------------
 # The quantize command's work
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class QuantizeResult:
-    """What :func:`quantize_file` produced."""
-
-    flatbuffer: bytes
-    model: TfliteModel
-    record: dict[str, Any]
-
-
-def keras_input_shape(keras_model: Any) -> list[int]:
-    """The model's input shape with a batch of 1."""
-    return [1, *(int(d) for d in keras_model.inputs[0].shape[1:])]
 
 
 def quantize_keras(

@@ -344,11 +344,12 @@ def layer_sqnr(
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from firmware_export.sysutil import quiet_stderr
+    from lenet_edge.model import keras_input_shape
     from lenet_edge.progress import Progress
     from lenet_edge.verify import dequantize, float_images, prepare_inputs, quantize_values
 
     pairs = activation_map(keras_model, model)
-    x_float = float_images(images, [1, *(int(d or 1) for d in keras_model.inputs[0].shape[1:])])
+    x_float = float_images(images, keras_input_shape(keras_model))
     x_in = prepare_inputs(images, model.input)
     with quiet_stderr():
         probe = keras.Model(keras_model.inputs, [layer.output for layer, _ in pairs])
@@ -791,14 +792,11 @@ def build_report(found: Found, options: Options) -> Report:
     float_ref = None
     if found.keras is not None:
         from lenet_edge.model import load_keras_model
-        from lenet_edge.tfenv import quiet_stderr, tf
         from lenet_edge.verify import keras_reference
 
         say(f"float predictions of {found.rel(found.keras)} on {n:,} test images")
-        float_ref = keras_reference(found.keras, images)
-        tf()
-        with quiet_stderr():
-            keras_model = load_keras_model(str(found.keras))
+        keras_model = load_keras_model(found.keras)
+        float_ref = keras_reference(found.keras, images, model=keras_model)
 
     verify_report = None
     verify_path = None

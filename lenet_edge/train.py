@@ -7,7 +7,6 @@ accuracy improves, so an interrupted run still leaves a usable model.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import platform
 import sys
@@ -264,8 +263,3 @@ def train(
     _save_curves(history, run_dir / "training_curves.png")
     atomic_write_json(run_dir / "train.json", record)
     return result
-
-
-def read_train_json(run_dir: Path) -> dict[str, Any]:
-    """Load ``train.json`` from a run directory."""
-    return dict(json.loads((run_dir / "train.json").read_text()))

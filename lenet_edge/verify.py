@@ -292,20 +292,19 @@ def _as_probs(values: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def keras_reference(
-    path: str | Path, images: np.ndarray, expect: TfliteModel | None = None
+    path: str | Path,
+    images: np.ndarray,
+    expect: TfliteModel | None = None,
+    model: Any = None,
 ) -> Reference:
-    """Float predictions of a Keras model on raw MNIST ``images``."""
-    from lenet_edge.model import load_keras_model
-    from lenet_edge.tfenv import quiet_stderr, tf
+    """Float predictions of the Keras model at ``path`` on raw MNIST ``images`` (``model``:
+    that model when the caller has already loaded it)."""
+    from lenet_edge.model import keras_input_shape, load_keras_model
+    from lenet_edge.tfenv import quiet_stderr
 
-    tf()
-    try:
-        with quiet_stderr():
-            model = load_keras_model(str(path))
-    except Exception as exc:  # Keras raises many types for a bad archive
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelFileError(f"{path}: cannot load the Keras model ({first})") from None
-    shape = [1, *(int(d) if d is not None else 1 for d in model.inputs[0].shape[1:])]
+    if model is None:
+        model = load_keras_model(path)
+    shape = keras_input_shape(model)
     if expect is not None:
         check_same_images(path, shape, expect)
     x = float_images(images, shape)
@@ -347,36 +346,31 @@ def check_same_images(reference: str | Path, ref_shape: Sequence[int], model: Tf
         )
 
 
+def check_reference_file(path: str | Path, expect: TfliteModel | None = None) -> TfliteModel | Path:
+    """Validate a ``--reference`` file without TensorFlow (one-line errors): a float
+    ``.tflite`` is returned parsed, a ``.keras`` / ``.h5`` model as its checked path. When
+    ``expect`` is given, the reference must take the same images."""
+    p = Path(path)
+    kind = sniff_model_file(p)
+    if kind == "tflite":
+        ref_model = read_tflite(p)
+        if expect is not None:
+            check_same_images(p, ref_model.input.shape, expect)
+        return ref_model
+    if kind in ("keras", "h5"):
+        return check_keras_file(p)
+    raise ModelFileError(
+        f"{p}: not a model; --reference takes the .keras model (or a float .tflite)"
+    )
+
+
 def load_reference(
-    path: str | Path, images: np.ndarray, expect: TfliteModel | None = None
+    checked: TfliteModel | Path, images: np.ndarray, expect: TfliteModel | None = None
 ) -> Reference:
-    """A ``.keras`` / ``.h5`` model or a float ``.tflite`` as the float reference (taking the
-    same images as ``expect``, when given)."""
-    p = Path(path)
-    kind = sniff_model_file(p)
-    if kind == "tflite":
-        ref_model = read_tflite(p)
-        if expect is not None:
-            check_same_images(p, ref_model.input.shape, expect)
-        return tflite_reference(ref_model, images)
-    check_keras_file(p)
-    return keras_reference(p, images, expect)
-
-
-def check_reference_file(path: str | Path, expect: TfliteModel | None = None) -> None:
-    """Validate a ``--reference`` file without TensorFlow (one-line errors)."""
-    p = Path(path)
-    kind = sniff_model_file(p)
-    if kind == "tflite":
-        ref_model = read_tflite(p)
-        if expect is not None:
-            check_same_images(p, ref_model.input.shape, expect)
-    elif kind in ("keras", "h5"):
-        check_keras_file(p)
-    else:
-        raise ModelFileError(
-            f"{p}: not a model; --reference takes the .keras model (or a float .tflite)"
-        )
+    """Float predictions of a reference checked by :func:`check_reference_file`."""
+    if isinstance(checked, Path):
+        return keras_reference(checked, images, expect)
+    return tflite_reference(checked, images)
 
 
 # --------------------------------------------------------------------------------------------

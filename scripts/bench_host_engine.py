@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model_path = Path(args.model)
+    if not model_path.is_file():
+        print(
+            f"error: {model_path}: no such file; run `make run` first or give a model",
+            file=sys.stderr,
+        )
+        return 1
     model_bytes = model_path.read_bytes()
     mnist = data.load()
     t_start = time.perf_counter()

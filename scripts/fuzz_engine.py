@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import platform
 import sys
 import tempfile
@@ -30,6 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from engine_fuzz import EngineFuzzError, fuzz  # noqa: E402
+
+from lenet_edge.fsutil import atomic_write_json  # noqa: E402
 
 
 def main() -> int:
@@ -63,6 +64,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lenet-edge-fuzz-engine-") as tmp:
         work = Path(tmp)
         write_export(result, work / "export")
+        finding = None
         try:
             figures = fuzz(
                 model,
@@ -74,9 +76,8 @@ def main() -> int:
                 seed=args.seed,
             )
         except EngineFuzzError as exc:
-            print(f"FINDING: {exc}", file=sys.stderr)
-            return 1
-    record = {
+            finding = str(exc)
+    record: dict[str, object] = {
         "what": "the standalone C engine exported from the model, built with "
         "-fsanitize=address,undefined -fno-sanitize-recover=all, against TFLM",
         "command": "python scripts/fuzz_engine.py " + " ".join(sys.argv[1:]),
@@ -86,13 +87,15 @@ def main() -> int:
             "scratch_size": result.report["scratch_size"],
         },
         "machine": f"{platform.machine()}, {platform.python_version()}",
-        "sanitizer_findings": 0,
-        "mismatches_with_tflm": figures.mismatches,
-        "runs": figures.runs,
         "wall_seconds": round(time.monotonic() - t0, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    if finding is not None:  # a sanitizer report, a crash or a mismatch: the run stops there
+        record.update(sanitizer_findings=1, finding=finding[-4000:])
+        atomic_write_json(args.out, record)
+        print(f"FINDING: {finding}", file=sys.stderr)
+        return 1
+    record.update(sanitizer_findings=0, mismatches_with_tflm=figures.mismatches, runs=figures.runs)
+    atomic_write_json(args.out, record)
     parts = [
         f"{name} {run['inputs']}"
         for name, run in figures.runs.items()

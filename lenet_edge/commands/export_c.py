@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -90,11 +91,16 @@ def command(
             n_vectors=test_vectors,
             images=images,
             labels=labels,
-            command=(
-                f"lenet-edge export-c {model.name} --out {out.name} --prefix {prefix} "
-                f"--test-vectors {test_vectors}"
+            # File names only: the banner of every generated file must not depend on where
+            # the export ran (the same model gives the same bytes in any directory).
+            command=shlex.join(
+                [
+                    *("lenet-edge", "export-c", model.name, "--out", out.name),
+                    *("--prefix", prefix, "--test-vectors", str(test_vectors)),
+                ]
             ),
             progress=bar.update,
+            graph=graph,
         )
     finally:
         bar.close()

@@ -72,11 +72,11 @@ class Expected:
 
     def quantized_inputs(self, raw: np.ndarray) -> np.ndarray:
         """``lenet_edge.data.preprocess`` then round-half-to-even quantization (as the C does)."""
+        from firmware_export.mnist import quantize_images
         from lenet_edge import data
 
         x = data.preprocess(raw, size=self.size)
-        q = np.round(x / self.scale) + self.zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        return quantize_images(x, float(self.scale), self.zero_point)
 
     def __call__(self, n: int) -> np.ndarray:
         have = len(self.outputs)

@@ -29,12 +29,12 @@ def command(model: Path, images: tuple[Path, ...], as_json: bool) -> None:
     """
     from lenet_edge.predict import check_model_file, classify, load_digits, prediction_record
 
-    kind = check_model_file(model)  # cheap checks, no TensorFlow
+    checked = check_model_file(model)  # cheap checks, no TensorFlow
     digits = load_digits(list(images))
 
     import numpy as np
 
-    probs, how = classify(model, kind, np.stack([d.image for d in digits]))
+    probs, how = classify(checked, np.stack([d.image for d in digits]))
     records = [prediction_record(d, p) for d, p in zip(digits, probs, strict=True)]
     if as_json:
         doc = {"model": str(model), "computed_with": how, "predictions": records}

@@ -132,22 +132,14 @@ def command(
     check_output_file(record_path)
     mnist = data.load(data_dir)
 
-    from lenet_edge.model import load_keras_model
+    from lenet_edge.model import keras_input_shape, load_keras_model
     from lenet_edge.quantize import quant_record, quantize_keras
-    from lenet_edge.tfenv import quiet_stderr, tf
     from lenet_edge.verify import NUM_CLASSES, image_side
 
-    tf()
-    try:
-        with quiet_stderr():
-            keras_model = load_keras_model(str(model))
-    except Exception as exc:  # Keras raises many types for a bad archive
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelFileError(f"{model}: cannot load the Keras model ({first})") from None
+    keras_model = load_keras_model(model)
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise ModelFileError(f"{model}: expected one input and one output")
-    in_shape = [1, *(d or 1 for d in keras_model.inputs[0].shape[1:])]
-    image_side(in_shape)
+    image_side(keras_input_shape(keras_model))
     if keras_model.outputs[0].shape[-1] != NUM_CLASSES:
         raise ModelFileError(
             f"{model}: the output has {keras_model.outputs[0].shape[-1]} "

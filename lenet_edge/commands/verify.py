@@ -160,8 +160,9 @@ def command(
         image_side(tfl.input.shape)
     except LenetEdgeError as exc:
         raise LenetEdgeError(f"{model}: {exc}") from None
+    checked_reference = None
     if reference is not None:
-        check_reference_file(reference, expect=tfl)
+        checked_reference = check_reference_file(reference, expect=tfl)
     if json_out is not None:
         check_output_file(json_out)
     names, skipped = resolve_backends(list(backends))
@@ -171,10 +172,10 @@ def command(
         images, labels = images[:limit], labels[:limit]
 
     ref = None
-    if reference is not None:
+    if checked_reference is not None:
         if not quiet:
             click.echo(f"float reference: {reference}", err=True)
-        ref = load_reference(reference, images, expect=tfl)
+        ref = load_reference(checked_reference, images, expect=tfl)
     report = verify(
         tfl,
         images,

@@ -37,15 +37,8 @@ __vectors:
     .type Reset_Handler, %function
 Reset_Handler:
     /* Paint [__stack_bottom, sp) with the pattern. Nothing has used the stack yet. */
-    ldr r0, =__stack_bottom
-    mov r1, sp
-    ldr r2, =MCU_STACK_PATTERN
-1:  cmp r0, r1
-    bhs 2f
-    str r2, [r0]
-    adds r0, #4
-    b 1b
-2:  /* Copy .data (word aligned, whole words: see the linker script). */
+    bl mcu_stack_paint
+    /* Copy .data (word aligned, whole words: see the linker script). */
     ldr r0, =__data_start
     ldr r1, =__data_end
     ldr r2, =__data_load
