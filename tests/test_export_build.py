@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import STRICT, have
+from export_helpers import STRICT, requires
 
 from firmware_export.csyntax import C_KEYWORDS, CXX_KEYWORDS, reserved_reason
 from firmware_export.export import export_model, write_export
@@ -65,7 +65,7 @@ def _compile(cmd: list[str]) -> None:
 TARGETS = [["-O2"], ["-O2", "-mavx2", "-mfma"], ["-O2", "-march=native"], ["-O0", "-march=native"]]
 
 
-@pytest.mark.skipif(not have("gcc"), reason="gcc not installed")
+@requires("gcc")
 @pytest.mark.parametrize("target", TARGETS, ids=" ".join)
 def test_c99_strict_warnings(seed_dir: Path, tmp_path: Path, target: list[str]) -> None:
     for src in _c_files(seed_dir):
@@ -86,7 +86,7 @@ def test_c99_strict_warnings(seed_dir: Path, tmp_path: Path, target: list[str]) 
         )
 
 
-@pytest.mark.skipif(not have("g++"), reason="g++ not installed")
+@requires("g++")
 @pytest.mark.parametrize("target", TARGETS, ids=" ".join)
 def test_compiles_as_cxx(seed_dir: Path, tmp_path: Path, target: list[str]) -> None:
     for src in _c_files(seed_dir):
@@ -109,7 +109,7 @@ def test_compiles_as_cxx(seed_dir: Path, tmp_path: Path, target: list[str]) -> N
         )
 
 
-@pytest.mark.skipif(not have("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc not installed")
+@requires("arm-none-eabi-gcc", "arm-none-eabi-nm")
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m3", "cortex-m0"])
 def test_cortex_m_build_is_integer_only(seed_dir: Path, tmp_path: Path, cpu: str) -> None:
     """The library builds for Cortex-M with the strict flags, and its objects need nothing
@@ -146,7 +146,7 @@ def test_cortex_m_build_is_integer_only(seed_dir: Path, tmp_path: Path, cpu: str
     assert not any(re.match(r"__aeabi_([fd]|.*ldiv)", s) for s in foreign)
 
 
-@pytest.mark.skipif(not have("gcc"), reason="gcc not installed")
+@requires("gcc")
 def test_every_symbol_and_identifier_carries_the_prefix(digits_dir: Path, tmp_path: Path) -> None:
     sa = digits_dir / "standalone"
     defined: list[str] = []
@@ -233,7 +233,7 @@ def test_files_layout_banner_guards(seed_dir: Path) -> None:
     )
 
 
-@pytest.mark.skipif(not have("gcc"), reason="gcc not installed")
+@requires("gcc")
 def test_model_arrays_are_aligned(seed_dir: Path, tmp_path: Path) -> None:
     prog = tmp_path / "align.c"
     prog.write_text(
@@ -263,7 +263,7 @@ def test_model_arrays_are_aligned(seed_dir: Path, tmp_path: Path) -> None:
     assert out.split() == ["0", "0", "0"]
 
 
-@pytest.mark.skipif(not have("g++"), reason="g++ not installed")
+@requires("g++")
 def test_tflm_example(seed_dir: Path) -> None:
     """The example registers exactly the model's ops, sizes the arena from the measurement
     plus a margin, and is valid C++ against TFLM's API (checked with minimal stubs)."""

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from export_helpers import SANITIZE, EngineRun, compile_harness, have, tflm_tensors
+from export_helpers import (
+    SANITIZE,
+    EngineRun,
+    compile_harness,
+    requires,
+    skip_unless,
+    tflm_tensors,
+)
 from tflite_build import retarget_output
 
 from firmware_export.c_writer import StandaloneWriter
@@ -28,7 +35,7 @@ from firmware_export.mnist import mnist_input, mnist_inputs
 from firmware_export.plan import Plan, build_plan
 from firmware_export.reader import load_graph
 
-pytestmark = pytest.mark.skipif(not have("gcc"), reason="gcc is needed for the C engine tests")
+pytestmark = requires("gcc")
 
 LENET_VARIANTS: dict[str, dict[str, str]] = {
     "seed": {},
@@ -352,8 +359,7 @@ def test_keras_tutorial_shape_chain_is_folded(engines: Any) -> None:
 
 
 def test_make_test_passes(engines: Any) -> None:
-    if not have("make"):
-        pytest.skip("make is not installed")
+    skip_unless("make")
     e = engines("seed")
     proc = subprocess.run(
         ["make", "-C", str(e.out_dir / "test"), "test"], capture_output=True, text=True, check=False

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
-from export_helpers import SANITIZE, compile_harness, have, run_engine
+from export_helpers import SANITIZE, compile_harness, requires, run_engine
 from tflite_build import ModelBuilder
 
 from firmware_export.c_writer import StandaloneWriter
@@ -25,7 +25,7 @@ from firmware_export.plan import ConvStep, FullyConnectedStep, build_plan
 from firmware_export.reader import load_graph
 from firmware_export.tflm import TflmModel
 
-pytestmark = pytest.mark.skipif(not have("gcc"), reason="gcc is needed")
+pytestmark = requires("gcc")
 
 RNG_SEED = 1234
 

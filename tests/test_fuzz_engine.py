@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 from engine_fuzz import EngineFuzzError, build, extremes, fuzz, run_api, run_files
-from export_helpers import have
+from export_helpers import requires
 
 from firmware_export.export import export_model, write_export
 from firmware_export.mnist import mnist_inputs
 
-pytestmark = pytest.mark.skipif(not have("gcc"), reason="needs gcc")
+pytestmark = requires("gcc")
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,19 @@ def test_the_runner_reports_exceptions_crashes_and_hangs() -> None:
     assert "ZeroDivisionError at test_fuzz_reader.py" in camp.bug_summary.__repr__()
 
 
+def _greedy(i: int) -> str:
+    if i == 1:
+        bytearray(5 << 30)  # more than the worker's memory limit (4 GiB beyond its start)
+    return "fine"
+
+
+def test_the_runner_turns_a_runaway_allocation_into_a_reported_exception() -> None:
+    camp = run_campaign(_greedy, 3, workers=1, timeout=30)
+    assert [(b.case, b.kind) for b in camp.bugs] == [(1, "exception")]
+    assert "MemoryError" in camp.bug_summary.__repr__()
+    assert camp.outcomes["fine"] == 2
+
+
 def test_run_case_lets_other_exceptions_through(
     seed: tuple[bytes, list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from export_helpers import MCU_TOOLS, need_toolchain
 
 from firmware_export import mcu
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import BOARDS
-
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
-
-
-def need_toolchain() -> mcu.Toolchain:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing and not os.environ.get("CI"):
-        pytest.skip(f"Cortex-M toolchain absent ({', '.join(missing)}); `make system-deps`")
-    return mcu.find_toolchain()
-
 
 # The memory map of issue 5: (core, flash origin, flash size, RAM origin, RAM size).
 EXPECTED_BOARDS = {
@@ -348,7 +338,7 @@ def test_missing_qemu_is_one_line_error(
     d = _fake_export(tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in TOOLS[:3]:
+    for tool in MCU_TOOLS[:3]:
         (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
     monkeypatch.setenv("PATH", str(bin_dir))
     assert main(["mcu-test", str(d), "--board", "all"]) == 1

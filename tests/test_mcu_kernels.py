@@ -9,19 +9,18 @@ Skips when the Cortex-M toolchain or QEMU is absent, unless the environment vari
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from export_helpers import need_toolchain
 from test_export_kernels import MODELS, _inputs, render_standalone
 
 from firmware_export import mcu
 from firmware_export.csyntax import c_values
 from firmware_export.tflm import TflmModel
 
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "qemu-system-arm")
 N_INPUTS = 24
 
 MAIN = """
@@ -63,13 +62,6 @@ CONFIGS = {
 }
 
 
-def need_tools() -> mcu.Toolchain:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing and not os.environ.get("CI"):
-        pytest.skip(f"Cortex-M toolchain absent ({', '.join(missing)}); `make system-deps`")
-    return mcu.find_toolchain()
-
-
 def build_image(sa: Path, board: mcu.Board, dsp: bool, tool: mcu.Toolchain) -> Path:
     extra = [] if dsp else ["-DLENET_NO_DSP", "-U__ARM_FEATURE_DSP"]
     elf = sa / f"{board.name}-{'dsp' if dsp else 'portable'}.elf"
@@ -105,7 +97,7 @@ def build_image(sa: Path, board: mcu.Board, dsp: bool, tool: mcu.Toolchain) -> P
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> None:
-    tool = need_tools()
+    tool = need_toolchain("arm-none-eabi-objdump")
     board_name, dsp = CONFIGS[config]
     board = mcu.load_board(board_name)
     model = MODELS[name]()

@@ -8,7 +8,6 @@ Skips when the Cortex-M toolchain or QEMU is absent, unless the environment vari
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,23 +16,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from export_helpers import need_toolchain
 
 from firmware_export import mcu
 from lenet_edge import data
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import BOARDS, Expected
 
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
 #: Embedded vectors per board in the default suite: as many as fit on the small parts; a
 #: bounded number on the 4 MB MPS2 boards (the full set runs in the slow streaming tests).
 IMAGES = {"mps2-an386": "400", "mps2-an500": "400", "microbit": "fit", "stm32vldiscovery": "fit"}
-
-
-def need_toolchain() -> mcu.Toolchain:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing and not os.environ.get("CI"):
-        pytest.skip(f"Cortex-M toolchain absent ({', '.join(missing)}); `make system-deps`")
-    return mcu.find_toolchain()
 
 
 @pytest.fixture(scope="module")

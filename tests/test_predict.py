@@ -4,7 +4,7 @@
 The accuracy test renders digits from the TrueType fonts on this machine (several fonts,
 sizes, colours, both polarities, PNG and JPG) and saves MNIST test digits as PNG, then
 classifies them with the short-trained ``modern`` LeNet of the fixtures (97.9 % on the MNIST
-test set). Measured (`pytest -s -k font_and_mnist` prints the rates): font digits 97 % (Keras)
+test set). Measured (`pytest -k font_and_mnist` prints the rates): font digits 97 % (Keras)
 / 96 % (int8), MNIST PNGs 99 % (equal to the model's accuracy on the same digits fed directly).
 """
 
@@ -217,7 +217,7 @@ def test_font_and_mnist_digits_are_classified(
         np.mean(keras_reference(keras_path, mnist.x_test[idx]).pred == mnist.y_test[idx])
     )
     report = ", ".join(f"{m} {k} {100 * r:.0f}%" for (m, k), r in rates.items())
-    with capsys.disabled():  # shown with `pytest -s`
+    with capsys.disabled():  # on the terminal, past pytest's capture
         n = len(digit_pictures["fonts"])
         print(f"\npredict rates ({n} fonts): {report}; direct {direct:.2f}")
     n_fonts = len(digit_pictures["font"])

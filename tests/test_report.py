@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from export_helpers import MCU_TOOLS, skip_unless
 
 from lenet_edge import data
 from lenet_edge.cli import main
@@ -41,7 +42,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--hide-scrollbars",
 )
-MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
 #: After the page has loaded, count the images and those that decoded (naturalWidth > 0).
 PROBE = (
     '<script>window.addEventListener("load", function () {'
@@ -280,9 +280,7 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
 
 
 def test_report_shows_export_and_mcu_figures(run, tmp_path, capsys):
-    missing = [t for t in MCU_TOOLS if shutil.which(t) is None]
-    if missing and not os.environ.get("CI"):
-        pytest.skip(f"Cortex-M toolchain absent ({', '.join(missing)})")
+    skip_unless(*MCU_TOOLS)
     run2 = tmp_path / "run2"
     shutil.copytree(run, run2, ignore=shutil.ignore_patterns("*.html"))
     export = run2 / "c"
