@@ -16,6 +16,7 @@ import numpy as np
 
 from firmware_export import tile
 from firmware_export.csyntax import Names, c_float, c_int, c_values, render
+from firmware_export.mnist import MnistInput
 from firmware_export.plan import (
     ARENA_ALIGN,
     CONV_BLOCK,
@@ -71,15 +72,6 @@ class Array:
 class Field:
     value: str
     comment: str
-
-
-@dataclass
-class MnistInput:
-    """How raw 28x28 pixels map to the model input (from the Python preprocessing)."""
-
-    table: list[int]  # quantized value of pixel 0..255
-    pad_value: int
-    pad: int
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -1,3 +1,5 @@
 """lenet-edge: LeNet-5 from MNIST training to int8 C on a Cortex-M."""
 
-__version__ = "0.1.0"
+from firmware_export import __version__
+
+__all__ = ["__version__"]

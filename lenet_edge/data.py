@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_export.mnist import preprocess as preprocess  # the one preprocessing
 from lenet_edge.errors import DataError
 from lenet_edge.fsutil import atomic_write_bytes
 
@@ -292,22 +293,3 @@ def load(data_dir: str | os.PathLike[str] | None = None, fetch_missing: bool = T
         source=source,
         sha256=dict(IDX_SHA256),
     )
-
-
-def preprocess(images: np.ndarray, size: int = 32) -> np.ndarray:
-    """The one preprocessing: uint8 ``[N, 28, 28]`` -> float32 NHWC ``[N, size, size, 1]``.
-
-    Zero-pads 28×28 centrally to ``size`` (32 for LeNet-5) and scales to [0, 1]. Used for
-    training, calibration, verification and the C test vectors alike.
-    """
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-        raise ValueError(f"expected uint8 [N, 28, 28] images, got {images.dtype} {images.shape}")
-    pad = (size - 28) // 2
-    if pad < 0 or size - 28 - pad != pad:
-        raise ValueError(f"cannot pad 28x28 to {size}x{size} symmetrically")
-    out = np.zeros((images.shape[0], size, size, 1), dtype=np.float32)
-    out[:, pad : pad + 28, pad : pad + 28, 0] = images.astype(np.float32) / np.float32(255.0)
-    return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import re
@@ -27,21 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# One digest for both packages, re-exported for the host side.
+from firmware_export.digest import sha256_bytes as sha256_bytes
+from firmware_export.digest import sha256_file as sha256_file
 from lenet_edge.errors import LenetEdgeError
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_writable_dir(path: Path) -> None:

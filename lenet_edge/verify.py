@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_export.mnist import quantize_values as quantize_values_as_tflite
 from lenet_edge import data
 from lenet_edge.errors import GateError, LenetEdgeError, ModelFileError
 from lenet_edge.interpreters import (
@@ -82,16 +83,7 @@ def quantize_values(x: np.ndarray, tensor: TensorInfo) -> np.ndarray:
             f"input tensor {tensor.name!r} is {tensor.dtype} without a "
             "quantization scale; cannot feed it images"
         )
-    info = np.iinfo(dtype)
-    v = np.asarray(x, dtype=np.float32) / np.float32(tensor.scale)  # a fresh float32 array
-    sign = np.sign(v)
-    np.abs(v, out=v)
-    v += np.float32(0.5)
-    np.floor(v, out=v)
-    v *= sign
-    v += np.float32(tensor.zero_point)
-    np.clip(v, info.min, info.max, out=v)
-    return v.astype(dtype)
+    return quantize_values_as_tflite(x, tensor.scale, tensor.zero_point, dtype)
 
 
 def prepare_inputs(images: np.ndarray, tensor: TensorInfo) -> np.ndarray:

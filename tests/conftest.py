@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from firmware_export.mnist import quantize_images
 from lenet_edge import data
 
 
@@ -91,8 +92,6 @@ def test_inputs_int8(mnist: data.Mnist) -> Callable[[float, int], np.ndarray]:
     """Quantize the 10k preprocessed test images with a given (scale, zero_point)."""
 
     def make(scale: float, zero_point: int) -> np.ndarray:
-        x = data.preprocess(mnist.x_test)
-        q = np.round(x / np.float32(scale)) + zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        return quantize_images(data.preprocess(mnist.x_test), scale, zero_point)
 
     return make

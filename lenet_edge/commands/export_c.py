@@ -60,9 +60,9 @@ def command(
     from firmware_export.export import export_model, write_export
     from firmware_export.mnist import mnist_size
     from firmware_export.reader import load_graph
-    from lenet_edge import data
+    from lenet_edge import __version__, data
     from lenet_edge.errors import LenetEdgeError, ModelFileError
-    from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.fsutil import atomic_dir, check_writable_dir
     from lenet_edge.interpreters import check_tflite_file
     from lenet_edge.progress import Progress
 
@@ -101,11 +101,13 @@ def command(
             ),
             progress=bar.update,
             graph=graph,
+            tool=f"lenet-edge {__version__}",
         )
     finally:
         bar.close()
     try:
-        write_export(result, out)
+        with atomic_dir(out) as tmp:  # all or nothing; a previous export is swapped out
+            write_export(result, tmp)
     except OSError as exc:
         raise LenetEdgeError(
             f"cannot write {out}: {exc.strerror or exc}; nothing was written"

@@ -71,7 +71,7 @@ class Expected:
         self.outputs = np.zeros((0, int(np.prod(self.model.output["shape"][1:]))), np.int8)
 
     def quantized_inputs(self, raw: np.ndarray) -> np.ndarray:
-        """``lenet_edge.data.preprocess`` then round-half-to-even quantization (as the C does)."""
+        """The one preprocessing, then the one input quantization (as the C table)."""
         from firmware_export.mnist import quantize_images
         from lenet_edge import data
 
