@@ -50,6 +50,36 @@ _RESERVED_PATTERNS = (
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
 
+#: Headers a C, C++, Cortex-M, x86 or Arduino build may include by name. The generated public
+#: header is ``<prefix>.h`` and the build puts its folder on the include path, so a prefix
+#: spelled like one of these would hide the system header (compared without case: macOS and
+#: Windows file systems ignore it).
+SYSTEM_HEADERS = frozenset(
+    {
+        # C99, C11, C23
+        *("assert", "complex", "ctype", "errno", "fenv", "float", "inttypes", "iso646"),
+        *("limits", "locale", "math", "setjmp", "signal", "stdalign", "stdarg", "stdatomic"),
+        *("stdbit", "stdbool", "stdckdint", "stddef", "stdint", "stdio", "stdlib"),
+        *("stdnoreturn", "string", "tgmath", "threads", "time", "uchar", "wchar", "wctype"),
+        # POSIX and newlib headers firmware often includes
+        *("unistd", "fcntl", "strings", "alloca", "malloc", "memory", "reent", "newlib"),
+        *("sys", "endian", "semihost", "syscalls"),
+        # compiler intrinsics (Arm and x86)
+        *("arm_acle", "arm_neon", "arm_mve", "arm_fp16", "arm_bf16", "arm_cmse", "arm_sve"),
+        *("immintrin", "xmmintrin", "emmintrin", "pmmintrin", "tmmintrin", "smmintrin"),
+        *("nmmintrin", "wmmintrin", "avxintrin", "avx2intrin", "x86intrin", "intrin", "cpuid"),
+        *("mm_malloc", "mmintrin", "ammintrin", "float16"),
+        # CMSIS and CMSIS-NN, the Cortex-M core headers
+        *("cmsis_compiler", "cmsis_gcc", "cmsis_armclang", "cmsis_version", "arm_math"),
+        *("arm_nnfunctions", "arm_nnsupportfunctions", "arm_nn_types", "arm_math_types"),
+        *("core_cm0", "core_cm0plus", "core_cm3", "core_cm4", "core_cm7", "core_cm33"),
+        *("core_cm55", "core_cm85", "mpu_armv7", "mpu_armv8", "system_armcm4"),
+        # Arduino core headers a sketch includes by name
+        *("arduino", "wprogram", "print", "stream", "wire", "spi", "hardwareserial"),
+    }
+)
+
+
 def check_prefix(prefix: str) -> str:
     """Validate ``--prefix``; return it unchanged or raise with the reason."""
     if not _PREFIX_RE.match(prefix):
@@ -64,6 +94,11 @@ def check_prefix(prefix: str) -> str:
         )
     if prefix in C_KEYWORDS or prefix in CXX_KEYWORDS:
         raise FirmwareExportError(f"--prefix {prefix!r} is a C/C++ keyword")
+    if prefix.lower() in SYSTEM_HEADERS:
+        raise FirmwareExportError(
+            f"--prefix {prefix!r} would name the generated header {prefix}.h, which hides the "
+            f"system header <{prefix.lower()}.h>; choose another prefix"
+        )
     for probe in (f"{prefix}_infer", prefix.upper() + "_OK"):
         why = reserved_reason(probe)
         if why:
@@ -115,11 +150,35 @@ class Names:
         return name
 
 
+def comment_text(text: str) -> str:
+    r"""``text`` made inert inside any generated comment (C ``/* */`` and ``//``, ``#`` in a
+    Makefile or CMake, ``.ino``): printable ASCII only, so a file name cannot end the comment
+    with a newline or ``*/``, open a nested ``/*``, continue the line with a trailing
+    backslash or the ``??/`` trigraph, nor smuggle control codes. Everything else is written
+    as an escape (``\x0a``, ``\u00e9``), which reads the same to a person."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\x5c")
+        elif " " <= ch <= "~":
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    safe = "".join(out)
+    return safe.replace("*/", "*\\x2f").replace("/*", "/\\x2a").replace("??", "?\\x3f")
+
+
 def banner(lines: Sequence[str], style: str = "c") -> str:
-    """A comment block; ``style`` is ``c`` (/* */) or ``hash`` (#)."""
+    """A comment block; ``style`` is ``c`` (/* */) or ``hash`` (#). Every line goes through
+    :func:`comment_text`, so names from the user's file system cannot escape the comment."""
+    safe = [comment_text(ln) for ln in lines]
     if style == "hash":
-        return "\n".join(f"# {ln}".rstrip() for ln in lines)
-    body = "\n".join(f" * {ln}".rstrip() for ln in lines)
+        return "\n".join(f"# {ln}".rstrip() for ln in safe)
+    body = "\n".join(f" * {ln}".rstrip() for ln in safe)
     return f"/*\n{body}\n */"
 
 

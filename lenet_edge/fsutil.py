@@ -1,4 +1,4 @@
-"""Atomic file output and hashing.
+"""Safe output: atomic writes that never destroy an input or data lenet-edge did not write.
 
 Every artifact is written to a temporary sibling and renamed into place, so an interrupted or
 failed command never leaves a half-written file behind. The temporaries are named
@@ -7,6 +7,17 @@ SIGTERM, an error) removes them on the way out; only SIGKILL or a power cut can 
 and the next write of the same output removes those whose process no longer exists
 (:func:`remove_stale_temps`). The final path is always either the previous complete output
 or the new complete one.
+
+Before anything is written, one check guards every ``--out`` and ``--json``:
+
+- an output is never one of the command's inputs, however spelled (relative, ``..``,
+  symlinks, hard links: compared by device and inode) — :func:`check_not_input`;
+- an existing directory is replaced or written into only when it is empty or a previous
+  output of the same command, recognised by the record that command writes there
+  (``export.json``, ``train.json``, ``bench.json``) — :func:`check_output_dir`;
+- special files stay what they are: ``-``, ``/dev/stdout``, character devices, pipes and
+  sockets are written through, never replaced; a symlink is followed and its target replaced
+  atomically, so the link stays a link (:func:`resolve_output`).
 """
 
 from __future__ import annotations
@@ -18,18 +29,148 @@ import os
 import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 # One digest for both packages, re-exported for the host side.
 from firmware_export.digest import sha256_bytes as sha256_bytes
 from firmware_export.digest import sha256_file as sha256_file
-from lenet_edge.errors import LenetEdgeError
+from lenet_edge.errors import EXIT_USAGE, LenetEdgeError
+
+#: The output name that means standard output.
+STDOUT = "-"
+
+
+class OutputRefused(LenetEdgeError):
+    """An output that would overwrite an input or data lenet-edge did not write (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+def _show(path: str | os.PathLike[str]) -> str:
+    """A path as a message shows it: non-printable bytes escaped, never raw control codes."""
+    text = os.fsdecode(path)
+    return (
+        text.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if not (text.isprintable())
+        else text
+    )
+
+
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a stream to write through rather than a file to replace:
+    ``-``, ``/dev/stdout``-style descriptors, character devices, FIFOs and sockets."""
+    text = os.fspath(path)
+    if text == STDOUT:
+        return True
+    if text in ("/dev/stdout", "/dev/stderr") or text.startswith(("/dev/fd/", "/proc/self/fd/")):
+        return True  # the descriptor's file may be the shell's: never replace it
+    try:
+        mode = os.stat(text).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def resolve_output(path: str | os.PathLike[str]) -> Path:
+    """The file an output really replaces: ``path`` with every symlink followed (a dangling
+    link names the file it will create). A symlink loop is refused."""
+    p = Path(path)
+    try:
+        return Path(os.path.realpath(p, strict=False)) if p.is_symlink() else p
+    except OSError as exc:
+        raise OutputRefused(f"{_show(p)}: {exc.strerror or exc}; give another path") from None
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    c, p = os.path.realpath(child), os.path.realpath(parent)
+    return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
+
+
+def check_not_input(
+    out: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str] | None],
+    *,
+    option: str = "--out",
+    directory: bool = False,
+) -> None:
+    """Refuse an output that is one of ``inputs`` (the same file by device and inode, so
+    hard links and symlinks count) or, for a ``directory`` output that gets replaced, one
+    that contains an input."""
+    if is_stream(out):
+        return
+    out_id = _identity(out)
+    for inp in inputs:
+        if inp is None or os.fspath(inp) == STDOUT:
+            continue
+        same = out_id is not None and out_id == _identity(inp)
+        if same or (directory and _inside(Path(inp), Path(out))):
+            what = "is" if same else "contains"
+            raise OutputRefused(
+                f"{option} {_show(out)} {what} the input {_show(inp)}; writing there would "
+                "destroy it, give another path"
+            )
+
+
+def _owned(directory: Path, record: str, command: str) -> bool:
+    """Whether ``directory`` holds ``record``, written by lenet-edge (``"tool"`` key)."""
+    try:
+        doc = json.loads((directory / record).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and str(doc.get("tool", "")).startswith("lenet-edge")
+
+
+def check_output_dir(
+    out: str | os.PathLike[str],
+    *,
+    command: str,
+    record: str,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    option: str = "--out",
+) -> Path:
+    """Check a directory output before any work; return the directory really written.
+
+    It may not exist yet, be empty, or be a previous output of ``command`` (it holds the
+    ``record`` that command writes). Anything else, a project folder, ``$HOME`` or ``.``, is
+    refused with exit 2, naming what is there: lenet-edge never deletes or overwrites what
+    it did not write. A symlink to a directory is followed (the link stays)."""
+    if is_stream(out):
+        raise OutputRefused(f"{option} {_show(out)} is not a directory; give a directory path")
+    final = resolve_output(out)
+    check_not_input(final, inputs, option=option, directory=True)
+    if final.exists() and not final.is_dir():
+        raise OutputRefused(
+            f"{option} {_show(out)} exists and is a file; give a directory path for the output"
+        )
+    if final.is_dir():
+        try:
+            entries = sorted(e.name for e in final.iterdir())
+        except OSError as exc:
+            raise LenetEdgeError(f"cannot read {_show(out)}: {exc.strerror or exc}") from None
+        if entries and not _owned(final, record, command):
+            shown = ", ".join(_show(e) for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise OutputRefused(
+                f"{option} {_show(out)} already holds files that `lenet-edge {command}` did not "
+                f"write ({shown}); give a new or empty directory (or a previous output of "
+                f"`lenet-edge {command}`, recognised by its {record})"
+            )
+    check_writable_dir(final)
+    return final
 
 
 def check_writable_dir(path: Path) -> None:
@@ -47,11 +188,22 @@ def check_writable_dir(path: Path) -> None:
         )
 
 
-def check_output_file(path: Path) -> None:
-    """Fail early when ``path`` cannot be written as a file."""
-    if path.is_dir():
-        raise LenetEdgeError(f"{path} is a directory; give a file path for the output")
-    check_writable_dir(path.parent)
+def check_output_file(
+    path: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    *,
+    option: str = "--out",
+) -> None:
+    """Fail early when ``path`` cannot be written as a file, or is one of ``inputs``."""
+    if is_stream(path):
+        return
+    final = resolve_output(path)
+    check_not_input(final, inputs, option=option)
+    if final.is_dir():
+        raise OutputRefused(
+            f"{option} {_show(path)} is a directory; give a file path for the output"
+        )
+    check_writable_dir(final.parent)
 
 
 #: Test hook: ``LENET_EDGE_FAULT_STOP=<point>`` makes the process stop itself (SIGSTOP) at
@@ -142,8 +294,15 @@ def remove_stale_temps(final: str | os.PathLike[str]) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    final = Path(path)
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    A symlink's target is replaced (the link stays); a stream (``-``, a device, a pipe) gets
+    the complete bytes written through once the temporary is done, and is never replaced."""
+    if is_stream(path):
+        with _stream_path(path) as stream_tmp:
+            yield stream_tmp
+        return
+    final = resolve_output(path)
     check_output_file(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final)
@@ -160,6 +319,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with signals_deferred():
             if tmp_path.exists():
                 tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _stream_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A private temporary (in ``$TMPDIR``) whose bytes go to the stream on success."""
+    fd, tmp = tempfile.mkstemp(prefix=".lenet-edge.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        data = tmp_path.read_bytes()
+        if os.fspath(path) == STDOUT:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            with open(path, "wb") as f:  # write through: the device or pipe stays what it is
+                f.write(data)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -198,16 +377,25 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str], *, command: str | None = None, record: str | None = None
+) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``path`` as a whole.
 
     An existing ``path`` is kept until the new tree is complete, then swapped with it in one
     atomic step, so a reader (or a kill at any moment) sees either the old tree or the new one.
+    With ``command`` and ``record`` the existing tree is checked (:func:`check_output_dir`)
+    on entry and again just before the swap, so that what is replaced is always a previous
+    output of that command. A symlink to a directory stays a link: its target is replaced.
     """
-    final = Path(path)
+    final = Path(os.path.abspath(resolve_output(path)))  # a symlinked directory: its target
     if final.exists() and not final.is_dir():
-        raise LenetEdgeError(f"{final} exists and is a file; give a directory path for the output")
-    check_writable_dir(final.parent if final.parent != Path("") else Path("."))
+        raise OutputRefused(
+            f"{_show(path)} exists and is a file; give a directory path for the output"
+        )
+    if command is not None and record is not None:
+        check_output_dir(final, command=command, record=record)
+    check_writable_dir(final.parent)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent))
@@ -217,6 +405,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         _fault_point("atomic_dir:written")
+        if command is not None and record is not None:  # it may have changed meanwhile
+            check_output_dir(final, command=command, record=record)
         # From here on an interrupt is held until the swap and the removal of the previous
         # tree are done: the command then stops with the new output complete and no temporary.
         with signals_deferred():

@@ -11,6 +11,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from lenet_edge import __version__, tfenv
 from lenet_edge.data import Mnist, preprocess
-from lenet_edge.fsutil import atomic_path, atomic_write_json, sha256_file
+from lenet_edge.fsutil import atomic_path, atomic_write_json, sha256_file, signals_deferred
 from lenet_edge.model import LeNetConfig, build_lenet, layer_table
 from lenet_edge.tfenv import seed_everything, tf
 
@@ -95,7 +96,9 @@ def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> Any:
     return ds.prefetch(2)
 
 
-def _callbacks(out_model: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
+def _callbacks(
+    out_model: Path, quiet: bool, on_saved: Callable[[dict[str, Any]], None]
+) -> tuple[Any, dict[str, Any]]:
     keras = tfenv.keras()
 
     state: dict[str, Any] = {"best": -1.0, "epoch": 0, "weights": None, "start": time.time()}
@@ -121,6 +124,7 @@ def _callbacks(out_model: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
                     finally:
                         keras_tmp.unlink(missing_ok=True)
                 state.update(best=val, epoch=epoch + 1, weights=weights)
+                on_saved(state)  # the run folder describes the model it holds
                 mark = "  * best, saved"
             if not quiet:
                 print(
@@ -198,7 +202,51 @@ def train(
     )
     onehot = np.eye(10, dtype=np.float32)
     ds = _dataset(x_tr, onehot[y_train], cfg)
-    keep_best, state = _callbacks(run_dir / "model.keras", quiet)
+    rows = layer_table(model)
+    hist_cb = keras.callbacks.History()
+
+    def history_now() -> dict[str, list[float]]:
+        return {k: [float(v) for v in vals] for k, vals in hist_cb.history.items()}
+
+    def write_record(state: dict[str, Any], test_acc: float | None, complete: bool) -> None:
+        """train.json for the model.keras now on disk: after every checkpoint (marked
+        incomplete, so an interrupt at any point leaves a folder that describes its model)
+        and once more at the end."""
+        history = history_now()
+        record = {
+            "tool": f"lenet-edge {__version__}",
+            "model": model_cfg.as_dict(),
+            "train": asdict(cfg),
+            "train_images": len(x_tr),
+            "validation_images": len(x_val),
+            "best_epoch": state["epoch"],
+            "epochs_run": len(history.get("loss", [])),
+            "val_accuracy": state["best"],
+            "test_accuracy": test_acc,
+            "interrupted": not complete,
+            "history": history,
+            "parameters": sum(r.params for r in rows),
+            "macs": sum(r.macs for r in rows),
+            "data_sha256": mnist.sha256,
+            "model_sha256": sha256_file(run_dir / "model.keras"),
+            "versions": package_versions(),
+            "wall_seconds": round(time.time() - start, 2),
+        }
+        if not complete:
+            record["note"] = (
+                f"written at the epoch-{state['epoch']} checkpoint: training had not finished "
+                "(interrupted, or still running), so there is no test accuracy"
+            )
+        atomic_write_json(run_dir / "train.json", record)
+
+    curves = run_dir / "training_curves.png"
+
+    def on_saved(state: dict[str, Any]) -> None:
+        with signals_deferred():  # the model and its record change together
+            curves.unlink(missing_ok=True)  # a previous run's curves no longer describe it
+            write_record(state, None, complete=False)
+
+    keep_best, state = _callbacks(run_dir / "model.keras", quiet, on_saved)
     if not quiet:
         print(
             f"training {model_cfg.variant} ({model_cfg.activation}, {model_cfg.pooling} pooling,"
@@ -208,8 +256,6 @@ def train(
             flush=True,
         )
     interrupted = False
-    history: dict[str, list[float]] = {}
-    hist_cb = keras.callbacks.History()
     try:
         model.fit(
             ds,
@@ -222,7 +268,7 @@ def train(
         )
     except KeyboardInterrupt:
         interrupted = True
-    history = {k: [float(v) for v in vals] for k, vals in hist_cb.history.items()}
+    history = history_now()
     if state["weights"] is None:
         raise KeyboardInterrupt  # nothing complete to keep
     model.set_weights(state["weights"])
@@ -231,35 +277,16 @@ def train(
     else:
         probs = model.predict(x_test, batch_size=1000, verbose=0)
         test_acc = float(np.mean(np.argmax(probs, axis=1) == mnist.y_test))
-    wall = time.time() - start
     result = TrainResult(
         best_epoch=state["epoch"],
         val_accuracy=state["best"],
         test_accuracy=test_acc,
         history=history,
         interrupted=interrupted,
-        wall_seconds=wall,
+        wall_seconds=time.time() - start,
     )
-    rows = layer_table(model)
-    record = {
-        "tool": f"lenet-edge {__version__}",
-        "model": model_cfg.as_dict(),
-        "train": asdict(cfg),
-        "train_images": len(x_tr),
-        "validation_images": len(x_val),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(history.get("loss", [])),
-        "val_accuracy": result.val_accuracy,
-        "test_accuracy": None if interrupted else test_acc,
-        "interrupted": interrupted,
-        "history": history,
-        "parameters": sum(r.params for r in rows),
-        "macs": sum(r.macs for r in rows),
-        "data_sha256": mnist.sha256,
-        "model_sha256": sha256_file(run_dir / "model.keras"),
-        "versions": package_versions(),
-        "wall_seconds": round(wall, 2),
-    }
-    _save_curves(history, run_dir / "training_curves.png")
-    atomic_write_json(run_dir / "train.json", record)
+    # An interrupt from here on leaves the last checkpoint's record, which describes the
+    # model.keras on disk; these two writes complete the folder.
+    _save_curves(history, curves)
+    write_record(state, None if interrupted else test_acc, complete=not interrupted)
     return result

@@ -46,9 +46,9 @@ def command(
     board. Writes OUT/bench.json and OUT/BENCHMARKS.md. Takes about 15 to 20 minutes.
     """
     from lenet_edge.bench import run_bench
-    from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.fsutil import check_output_dir
 
-    check_writable_dir(out)
+    out = check_output_dir(out, command="bench", record="bench.json")
     rec = run_bench(out, variants=variants, epochs=epochs, data_dir=data_dir, quiet=quiet)
     click.echo(
         f"bench finished in {rec['bench_wall_seconds'] / 60:.1f} min: "

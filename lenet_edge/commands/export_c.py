@@ -62,7 +62,7 @@ def command(
     from firmware_export.reader import load_graph
     from lenet_edge import __version__, data
     from lenet_edge.errors import LenetEdgeError, ModelFileError
-    from lenet_edge.fsutil import atomic_dir, check_writable_dir
+    from lenet_edge.fsutil import atomic_dir, check_output_dir
     from lenet_edge.interpreters import check_tflite_file
     from lenet_edge.progress import Progress
 
@@ -73,7 +73,7 @@ def command(
         model_bytes = model.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read {model}: {exc.strerror or exc}") from None
-    check_writable_dir(out)
+    check_output_dir(out, command="export-c", record="export.json", inputs=[model])
     try:
         graph = load_graph(model_bytes)  # fail fast, before any data is touched
     except FirmwareExportError as exc:
@@ -106,16 +106,19 @@ def command(
     finally:
         bar.close()
     try:
-        with atomic_dir(out) as tmp:  # all or nothing; a previous export is swapped out
+        with atomic_dir(
+            out, command="export-c", record="export.json"
+        ) as tmp:  # all or nothing; a previous export is swapped out
             write_export(result, tmp)
     except OSError as exc:
         raise LenetEdgeError(
             f"cannot write {out}: {exc.strerror or exc}; nothing was written"
         ) from None
     r = result.report
+    test_dir = shlex.quote(str(out / "test"))  # a hint the user pastes into a shell
     click.echo(
         f"exported {model.name} -> {out}: {len(r['layers'])} engine layers, {r['macs']:,} MACs "
         f"(TFLM {r['tflm_macs']:,}), weights {r['weight_bytes']['total']:,} B, "
         f"{prefix.upper()}_SCRATCH_SIZE {r['scratch_size']:,} B (TFLM arena "
-        f"{r['tflm_arena']['measured_bytes']:,} B); run `make -C {out / 'test'} test`"
+        f"{r['tflm_arena']['measured_bytes']:,} B); run `make -C {test_dir} test`"
     )

@@ -154,6 +154,34 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
             click.echo(f"    {what:<38} {layer['instructions']:>10} {per_mac:>10}")
 
 
+#: Files a build would compile or include: one added to an export changes what is tested.
+SOURCE_SUFFIXES = frozenset({".c", ".h", ".S", ".s", ".cc", ".cpp", ".hpp", ".inc"})
+
+
+def export_changes(directory: Path, meta: dict[str, Any]) -> list[str]:
+    """What differs from the export that export-c wrote: every file listed in export.json
+    with its SHA-256 is compared, and every file not listed (a source added to standalone/
+    would be compiled) is reported. Empty when the tree is the export, byte for byte."""
+    from lenet_edge.fsutil import sha256_file
+
+    listed = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(listed, dict) or not listed:
+        return ["export.json lists no files (written by an older or foreign tool)"]
+    changes = []
+    for rel, want in sorted(listed.items()):
+        path = directory / rel
+        if not path.is_file():
+            changes.append(f"{rel} missing")
+        elif sha256_file(path) != want:
+            changes.append(f"{rel} modified")
+    known = {*listed, "export.json"}
+    for path in sorted(directory.rglob("*")):  # build products (the test binary) are not
+        rel = path.relative_to(directory).as_posix()  # sources: only added sources count
+        if path.suffix in SOURCE_SUFFIXES and rel not in known and path.is_file():
+            changes.append(f"{rel} added")
+    return changes
+
+
 def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
     """The export's model.tflite must be the one export-c wrote (its SHA-256 is in
     export.json) and readable: TFLM, which computes the expected outputs, trusts it blindly."""
@@ -239,6 +267,12 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
     default=None,
     help="Also write the report as JSON.",
 )
+@click.option(
+    "--allow-modified",
+    is_flag=True,
+    help="Test an export whose files differ from export.json (hand-edited sources): the "
+    "result is reported as modified sources, never as the export.",
+)
 @data_dir_option
 @quiet_option
 def command(
@@ -252,6 +286,7 @@ def command(
     timeout: float,
     build_dir: str | None,
     json_out: str | None,
+    allow_modified: bool,
     data_dir: str | None,
     quiet: bool,
 ) -> int:
@@ -266,9 +301,28 @@ def command(
     from lenet_edge import data
     from lenet_edge.fsutil import atomic_write_json, check_output_file
 
-    if json_out is not None:
-        check_output_file(Path(json_out))
     export = mcu.read_export(export_dir)
+    if json_out is not None:  # never one of the files under test (export.json, sources, model)
+        export_files = [Path(export_dir) / f for f in export.meta.get("files", {})]
+        check_output_file(
+            json_out, [Path(export_dir) / "export.json", *export_files], option="--json"
+        )
+    changes = export_changes(export.directory, export.meta)
+    if changes and not allow_modified:
+        shown = ", ".join(changes[:4]) + (
+            f" and {len(changes) - 4} more" if len(changes) > 4 else ""
+        )
+        raise mcu.McuUsageError(
+            f"{export_dir} is not the export that export-c wrote ({shown}; SHA-256 from "
+            "export.json); re-run `lenet-edge export-c`, or test the edited sources knowingly "
+            "with --allow-modified"
+        )
+    if changes:
+        click.echo(
+            f"warning: testing modified sources ({len(changes)} files differ from "
+            "export.json); the results describe them, not the export",
+            err=True,
+        )
     tool = mcu.find_toolchain()
     names = list(BOARDS) if board == "all" else [board]
     boards = [mcu.load_board(n) for n in names]
@@ -311,6 +365,9 @@ def command(
         "macs": export.macs(),
         "passed": all(r["passed"] for r in reports),
         "boards": reports,
+        # Hand-edited sources are never reported as the export (readers such as the report
+        # check this): the list is empty only when every file matched export.json.
+        "modified_files": changes,
     }
     _print_reports(reports)
     failed = [r for r in reports if not r["passed"]]
@@ -324,5 +381,6 @@ def command(
     if json_out is not None:
         atomic_write_json(json_out, result)
     if not failed:
-        click.echo(f"all outputs match on {', '.join(names)}")
+        what = " (modified sources, not the export)" if changes else ""
+        click.echo(f"all outputs match on {', '.join(names)}{what}")
     return 1 if failed else 0

@@ -128,8 +128,8 @@ def command(
         raise click.UsageError("--out would overwrite the input model")
     if record_path.resolve() in (out.resolve(), model.resolve()):
         raise click.UsageError("--quant-json must differ from the model and --out")
-    check_output_file(out)
-    check_output_file(record_path)
+    check_output_file(out, [model])
+    check_output_file(record_path, [model, out], option="--quant-json")
     mnist = data.load(data_dir)
 
     from lenet_edge.model import keras_input_shape, load_keras_model

@@ -71,13 +71,13 @@ def command(
     Ctrl-C keeps the best checkpoint so far in OUT/model.keras.
     """
     from lenet_edge import data
-    from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.fsutil import check_output_dir
     from lenet_edge.model import LeNetConfig
     from lenet_edge.train import TrainConfig, train
 
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} is a file; give a directory")
-    check_writable_dir(out)
+    out = check_output_dir(out, command="train", record="train.json")
     mnist = data.load(data_dir)
     cfg = TrainConfig(
         epochs=epochs or TrainConfig.epochs,

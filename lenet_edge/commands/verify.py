@@ -164,7 +164,7 @@ def command(
     if reference is not None:
         checked_reference = check_reference_file(reference, expect=tfl)
     if json_out is not None:
-        check_output_file(json_out)
+        check_output_file(json_out, [model, reference], option="--json")
     names, skipped = resolve_backends(list(backends))
     mnist = data.load(data_dir)
     images, labels = mnist.x_test, mnist.y_test
