@@ -94,11 +94,6 @@ def check_prefix(prefix: str) -> str:
         )
     if prefix in C_KEYWORDS or prefix in CXX_KEYWORDS:
         raise FirmwareExportError(f"--prefix {prefix!r} is a C/C++ keyword")
-    if prefix.lower() in SYSTEM_HEADERS:
-        raise FirmwareExportError(
-            f"--prefix {prefix!r} would name the generated header {prefix}.h, which hides the "
-            f"system header <{prefix.lower()}.h>; choose another prefix"
-        )
     for probe in (f"{prefix}_infer", prefix.upper() + "_OK"):
         why = reserved_reason(probe)
         if why:
@@ -106,6 +101,11 @@ def check_prefix(prefix: str) -> str:
                 f"--prefix {prefix!r} makes names like {probe} that are "
                 f"{why}; choose another prefix"
             )
+    if prefix.lower() in SYSTEM_HEADERS:
+        raise FirmwareExportError(
+            f"--prefix {prefix!r} would name the generated header {prefix}.h, which hides the "
+            f"system header <{prefix.lower()}.h>; choose another prefix"
+        )
     return prefix
 
 

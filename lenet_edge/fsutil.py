@@ -82,10 +82,16 @@ def resolve_output(path: str | os.PathLike[str]) -> Path:
     """The file an output really replaces: ``path`` with every symlink followed (a dangling
     link names the file it will create). A symlink loop is refused."""
     p = Path(path)
+    if not p.is_symlink():
+        return p
     try:
-        return Path(os.path.realpath(p, strict=False)) if p.is_symlink() else p
-    except OSError as exc:
-        raise OutputRefused(f"{_show(p)}: {exc.strerror or exc}; give another path") from None
+        return Path(os.path.realpath(p, strict=True))
+    except FileNotFoundError:  # a dangling link: the file it names is created
+        return Path(os.path.realpath(p))
+    except OSError as exc:  # ELOOP and the like
+        raise OutputRefused(
+            f"{_show(p)}: {exc.strerror or exc} (a symlink loop?); give another path"
+        ) from None
 
 
 def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
