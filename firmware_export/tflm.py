@@ -110,3 +110,17 @@ def min_arena_size(model_bytes: bytes, upper: int = 1 << 20, granularity: int = 
         else:
             lo = mid
     return hi
+
+
+def engine_reference_outputs(
+    model_bytes: bytes, inputs: np.ndarray, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """TFLM's int8 outputs [N, out] of the engine exported from ``model_bytes``, for int8 engine
+    ``inputs`` [N, ...]: :func:`firmware_export.export.reference_outputs` (the one function
+    for expected outputs) on the model's plan, read and planned here."""
+    from firmware_export.export import reference_outputs
+    from firmware_export.plan import build_plan
+    from firmware_export.reader import load_graph
+
+    plan = build_plan(load_graph(model_bytes))
+    return reference_outputs(model_bytes, plan, inputs, progress)

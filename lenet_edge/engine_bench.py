@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+import firmware_export
+from firmware_export.cflags import C_STD, C_STRICT
 from firmware_export.mcu import Export, read_export
 from lenet_edge.errors import LenetEdgeError
 
@@ -37,109 +39,8 @@ from lenet_edge.errors import LenetEdgeError
 DEFAULT_FLAGS = ("-O2", "-march=native")
 #: Images per timed chunk (see measure_engine).
 CHUNK = 250
-WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow")
-
-HARNESS = r"""
-/* lenet-edge engine_bench: time <prefix>_infer over every input, inside C. */
-#define _POSIX_C_SOURCE 199309L
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include ENGINE_HEADER
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int compare(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static union {
-    int8_t bytes[ENGINE_SCRATCH_SIZE];
-    long long align;
-} scratch;
-
-int main(int argc, char **argv)
-{
-    FILE *f;
-    long size;
-    size_t n, i, c, chunks;
-    int8_t *in, *out;
-    int pass, passes;
-    double *times, *chunk_best, sum_best = 0.0;
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s inputs.bin outputs.bin passes chunk\n", argv[0]);
-        return 2;
-    }
-    passes = atoi(argv[3]);
-    c = (size_t)atol(argv[4]);
-    f = fopen(argv[1], "rb");
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) <= 0 || c < 1) {
-        fprintf(stderr, "cannot read %s\n", argv[1]);
-        return 2;
-    }
-    rewind(f);
-    n = (size_t)size / ENGINE_INPUT_SIZE;
-    chunks = (n + c - 1) / c;
-    in = (int8_t *)malloc(n * ENGINE_INPUT_SIZE);
-    out = (int8_t *)malloc(n * ENGINE_OUTPUT_SIZE);
-    times = (double *)malloc((size_t)passes * sizeof(double));
-    chunk_best = (double *)malloc(chunks * sizeof(double));
-    if (in == NULL || out == NULL || times == NULL || chunk_best == NULL || passes < 1 ||
-        fread(in, ENGINE_INPUT_SIZE, n, f) != n) {
-        fprintf(stderr, "cannot read %s\n", argv[1]);
-        return 2;
-    }
-    fclose(f);
-    for (i = 0; i < chunks; ++i) {
-        chunk_best[i] = 1e300;
-    }
-    for (pass = -1; pass < passes; ++pass) { /* pass -1 warms the caches */
-        const double t_pass = now_ns();
-        size_t k;
-        for (k = 0; k < chunks; ++k) {
-            const size_t end = (k + 1) * c < n ? (k + 1) * c : n;
-            const double t0 = now_ns();
-            for (i = k * c; i < end; ++i) {
-                if (ENGINE_INFER(in + i * ENGINE_INPUT_SIZE, out + i * ENGINE_OUTPUT_SIZE,
-                                 scratch.bytes) != 0) {
-                    fprintf(stderr, "infer failed on input %lu\n", (unsigned long)i);
-                    return 1;
-                }
-            }
-            {
-                const double dt = now_ns() - t0;
-                if (pass >= 0 && dt < chunk_best[k]) {
-                    chunk_best[k] = dt;
-                }
-            }
-        }
-        if (pass >= 0) {
-            times[pass] = (now_ns() - t_pass) / (double)n;
-        }
-    }
-    f = fopen(argv[2], "wb");
-    if (f == NULL || fwrite(out, ENGINE_OUTPUT_SIZE, n, f) != n || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", argv[2]);
-        return 2;
-    }
-    for (i = 0; i < chunks; ++i) {
-        sum_best += chunk_best[i];
-    }
-    qsort(times, (size_t)passes, sizeof(double), compare);
-    printf("%lu %.1f %.1f %.1f\n", (unsigned long)n, sum_best / (double)n, times[0],
-           times[passes / 2]);
-    return 0;
-}
-"""
+#: The timing harness, a C file shipped with firmware_export.
+HARNESS = Path(firmware_export.__file__).resolve().parent / "harness" / "host_bench.c"
 
 
 def _export(export: Export | str | os.PathLike[str]) -> Export:
@@ -161,18 +62,16 @@ def compile_engine(
     cc = cc or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise LenetEdgeError("no C compiler (cc/gcc) on PATH; install gcc")
-    harness = binary.with_suffix(".c")
-    harness.write_text(HARNESS)
     # The library is built with the strict warnings the engine promises; the harness
     # (POSIX timing, stdio) with the same optimisation flags.
     objects = []
     for src in sorted(sa.glob("*.c")):
         obj = binary.parent / f"{src.stem}.o"
-        _run([cc, *WARN_FLAGS, *flags, "-I", str(sa), "-c", str(src), "-o", str(obj)])
+        _run([cc, *C_STRICT, *flags, "-I", str(sa), "-c", str(src), "-o", str(obj)])
         objects.append(str(obj))
     cmd = [
         cc,
-        "-std=c99",
+        C_STD,
         *flags,
         "-I",
         str(sa),
@@ -181,7 +80,7 @@ def compile_engine(
         f"-DENGINE_OUTPUT_SIZE={P}_OUTPUT_SIZE",
         f"-DENGINE_SCRATCH_SIZE={P}_SCRATCH_SIZE",
         f"-DENGINE_INFER={prefix}_infer",
-        str(harness),
+        str(HARNESS),
         *objects,
         "-o",
         str(binary),
@@ -250,14 +149,14 @@ def measure_engine(
         n, chunked, best, median = out.split()
         got = np.fromfile(tmp / "out.bin", dtype=np.int8).reshape(int(n), -1)
     if expected is None:
-        from firmware_export.tflm import TflmModel
+        from firmware_export.tflm import engine_reference_outputs
 
         if meta.get("model_interface", {}).get("input_dtype", "INT8") != "INT8":
             raise LenetEdgeError("give expected outputs for models with a float/uint8 interface")
         if not quiet:
             print("engine-bench: TFLM reference outputs", flush=True)
         model = export.model_path.read_bytes()
-        expected = TflmModel(model).run(x.reshape(len(x), *meta["input"]["shape"][1:]))
+        expected = engine_reference_outputs(model, x.reshape(len(x), *meta["input"]["shape"][1:]))
     want = np.asarray(expected, dtype=np.int8).reshape(got.shape)
     bad = int((got != want).any(axis=1).sum())
     if bad:

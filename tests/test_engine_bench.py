@@ -12,7 +12,7 @@ import pytest
 from export_helpers import requires
 
 from firmware_export.export import export_model, write_export
-from firmware_export.tflm import TflmModel
+from firmware_export.tflm import engine_reference_outputs
 from lenet_edge import engine_bench
 from lenet_edge.errors import LenetEdgeError
 
@@ -33,7 +33,7 @@ def test_measure_engine_checks_every_output(
     images = mnist.x_test[:60]
     x = engine_bench.engine_inputs(export_dir, images)
     model = (export_dir / "model.tflite").read_bytes()
-    expected = TflmModel(model).run(x.reshape(len(x), 32, 32, 1)).reshape(len(x), -1)
+    expected = engine_reference_outputs(model, x.reshape(len(x), 32, 32, 1))
     r = engine_bench.measure_engine(
         export_dir, images=images, expected=expected, flags=flags, passes=2, chunk=25
     )

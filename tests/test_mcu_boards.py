@@ -17,8 +17,10 @@ import pytest
 from export_helpers import MCU_TOOLS, need_toolchain
 
 from firmware_export import mcu
+from firmware_export.mcu import trace
+from firmware_export.mcu.toolchain import failure_detail
 from lenet_edge.cli import main
-from lenet_edge.commands.mcu_test import BOARDS
+from lenet_edge.commands.mcu_test import BOARDS, command
 
 # The memory map of issue 5: (core, flash origin, flash size, RAM origin, RAM size).
 EXPECTED_BOARDS = {
@@ -27,6 +29,16 @@ EXPECTED_BOARDS = {
     "microbit": ("Cortex-M0", 0x0, 256 << 10, 0x20000000, 16 << 10),
     "stm32vldiscovery": ("Cortex-M3", 0x08000000, 128 << 10, 0x20000000, 8 << 10),
 }
+
+
+def test_one_board_list() -> None:
+    """The board packages are the one list: the command's boards (in the order `--board all`
+    runs them) and this module's table of expected facts cover exactly those."""
+    assert list(BOARDS) == mcu.board_names()
+    assert sorted(EXPECTED_BOARDS) == sorted(mcu.board_names())
+    assert sorted(p.parent.name for p in mcu.BOARDS_DIR.glob("*/board.json")) == sorted(BOARDS)
+    choice = next(p for p in command.params if p.name == "board").type
+    assert list(choice.choices) == [*mcu.board_names(), "all"]
 
 
 def test_board_packages_carry_the_real_memory_maps() -> None:
@@ -53,51 +65,13 @@ def test_unknown_board_is_a_usage_error() -> None:
         mcu.load_board("nrf52")
 
 
-STARTUP_PROBE = r"""
-#include <stdint.h>
-#include "semihost.h"
-static volatile uint32_t initialised = 0x12345678u;   /* .data: copied from flash */
-static volatile uint32_t zeroed[64];                  /* .bss: zeroed at reset */
-#ifdef PROBE_BSS
-static volatile uint8_t big_bss[PROBE_BSS];
-#endif
-#ifdef PROBE_ROM
-static const uint8_t big_rom[PROBE_ROM] = {1};
-#endif
-int main(void)
-{
-    uint32_t i;
-    if (initialised != 0x12345678u) {
-        return 11;
-    }
-#ifdef PROBE_BSS
-    big_bss[PROBE_BSS - 1] = 1;
-#endif
-#ifdef PROBE_ROM
-    if (*(const volatile uint8_t *)&big_rom[0] != 1u) {
-        return 13;
-    }
-#endif
-    for (i = 0; i < 64u; i++) {
-        if (zeroed[i] != 0u) {
-            return 12;
-        }
-    }
-#ifdef PROBE_FAULT
-    __asm__ volatile("udf #0");   /* permanently undefined: HardFault on every core */
-    return 0;
-#else
-    mcu_puts("probe ok\n");
-    return 37;
-#endif
-}
-"""
+#: The startup probe (a C file of the board packages' common folder).
+STARTUP_PROBE = mcu.COMMON_DIR / "startup_probe.c"
 
 
 def _build_probe(
     tool: mcu.Toolchain, board: mcu.Board, tmp: Path, defines: tuple[str, ...] = ()
 ) -> Path:
-    (tmp / "probe.c").write_text(STARTUP_PROBE)
     common = mcu.COMMON_DIR
     elf = tmp / f"{board.name}.elf"
     argv = [
@@ -107,7 +81,7 @@ def _build_probe(
         *defines,
         "-I",
         str(common),
-        "probe.c",
+        str(STARTUP_PROBE),
         str(common / "startup.S"),
         str(common / "semihost.c"),
         "-nostdlib",
@@ -180,6 +154,57 @@ def test_flash_overflow_fails_at_link_time(tmp_path: Path) -> None:
     assert _qemu(tool, board, elf).returncode == 37
 
 
+def test_a_link_failure_gives_the_linker_reason_in_one_line() -> None:
+    ld = "/usr/lib/gcc/arm-none-eabi/12.2.1/../../../arm-none-eabi/bin/ld"
+    stderr = (
+        f"{ld}: image.elf section `.bss' will not fit in region `RAM'\n"
+        f"{ld}: region `RAM' overflowed by 123 bytes\n"
+        "collect2: error: ld returned 1 exit status\n"
+    )
+    assert failure_detail(stderr, 1) == (
+        "ld: image.elf section `.bss' will not fit in region `RAM'; "
+        "ld: region `RAM' overflowed by 123 bytes"
+    )
+    undefined = (
+        f"{ld}: lib/lenet.o: in function `lenet_infer':\n"
+        "lenet.c:(.text.lenet_infer+0x6): undefined reference to `f'\n"
+        "collect2: error: ld returned 1 exit status\n"
+    )
+    assert "undefined reference to `f'" in failure_detail(undefined, 1)
+    # A compiler error keeps its error lines only.
+    cc = "x.c: In function 'main':\nx.c:3:5: error: 'y' undeclared\n"
+    assert failure_detail(cc, 1) == "x.c:3:5: error: 'y' undeclared"
+
+
+def test_a_link_failure_of_the_builder_says_why(tmp_path: Path) -> None:
+    """A stack larger than the 8 KB of RAM: the error names the overflowed region."""
+    tool = need_toolchain()
+    export = _fake_export(tmp_path)
+    (export / "standalone" / "lenet.h").write_text(
+        "#define LENET_INPUT_SIZE 1024\n#define LENET_OUTPUT_SIZE 10\n"
+        "#define LENET_SCRATCH_SIZE 16\n#define LENET_OK 0\n#include <stdint.h>\n"
+        "int lenet_infer(const int8_t *in, int8_t *out, void *scratch);\n"
+        "int lenet_quantize_mnist(const uint8_t *raw, int8_t *in);\n"
+    )
+    (export / "standalone" / "lenet_model.c").write_text(
+        '#include "lenet.h"\n'
+        "int lenet_infer(const int8_t *in, int8_t *out, void *scratch)\n"
+        "{ (void)in; (void)scratch; out[0] = 0; return LENET_OK; }\n"
+        "int lenet_quantize_mnist(const uint8_t *raw, int8_t *in)\n"
+        "{ in[0] = (int8_t)raw[0]; return LENET_OK; }\n"
+    )
+    board = mcu.load_board("stm32vldiscovery")
+    builder = mcu.Builder(
+        mcu.read_export(export), board, tool, tmp_path / "build", stack_size=16 << 10
+    )
+    with pytest.raises(mcu.McuError) as info:
+        builder.link(np.zeros((1, 28, 28), np.uint8), np.zeros((1, 10), np.int8))
+    message = str(info.value)
+    assert message.startswith("linking for stm32vldiscovery (1 test vectors) failed: ")
+    assert "region `RAM' overflowed by" in message and "\n" not in message
+    assert "ld returned 1" not in message
+
+
 # --- the instruction trace ------------------------------------------------------------------
 
 
@@ -204,7 +229,7 @@ def test_trace_regions_split_per_image_phase_and_call() -> None:
         *(0x508, 0x30, 0x120, 0x122, 0x34),  # epilogue, harness, done marker, harness
         *(0x100, 0x400, 0x110, 0x500, 0x700, 0x120),  # second image: a tail call
     ]
-    first, second = mcu._trace_regions(_trace(pcs), markers, root=(0x500, 0x510))
+    first, second = trace._trace_regions(_trace(pcs), markers, root=(0x500, 0x510))
     assert first.quantize == {0x100: 1, 0x102: 1, 0x30: 1, 0x400: 1, 0x402: 1}
     assert first.infer == {
         0x110: 1, 0x30: 2, 0x500: 1, 0x502: 1, 0x600: 1, 0x602: 2, 0x900: 1,
@@ -223,7 +248,7 @@ def test_trace_regions_keep_qemu_messages_and_any_pc_width() -> None:
         "Trace 0: 0x7f01 [00000000/0000000000000400/00000110/ff000201] q\n"
     )
     other: list[str] = []
-    (only,) = mcu._trace_regions(io.BytesIO(text.encode()), {0x100: "mcu_mark_quantize"},
+    (only,) = trace._trace_regions(io.BytesIO(text.encode()), {0x100: "mcu_mark_quantize"},
                                  other_lines=other)  # fmt: skip
     assert only.quantize == {0x100: 1, 0x400: 1}
     assert other == ["qemu-system-arm: warning: something odd"]
@@ -240,7 +265,7 @@ def test_symbol_table_maps_pcs_to_functions_and_objects() -> None:
         mcu.MapSection(".text", ".text.conv", 0x200, 0x40, "lib/lenet_conv.o"),
         mcu.MapSection(".text", ".text", 0x240, 0x8, "/usr/lib/libgcc.a(_muldi3.o)"),
     ]
-    table = mcu._SymbolTable(symbols, sections)
+    table = trace._SymbolTable(symbols, sections)
     assert [table.name(pc) for pc in (0x100, 0x23E, 0x244, 0x300)] == [
         "mcu_mark_infer",
         "conv",

@@ -268,6 +268,18 @@ def test_a_too_small_stack_is_a_one_line_failure(
     assert main([*argv, "-q", "--stack-size", "1024"]) == 0
 
 
+def test_a_link_failure_is_one_line_with_the_linker_reason(
+    seed_export: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 16 KB stack on the 8 KB part: the error says which region overflowed, not just that
+    ld failed."""
+    argv = ["mcu-test", str(seed_export), "--board", "stm32vldiscovery", "--images", "3"]
+    assert main([*argv, "--count-images", "0", "-q", "--stack-size", "16384"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: linking for stm32vldiscovery") and "\n" not in err
+    assert "region `RAM' overflowed by" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["mps2-an386", "stm32vldiscovery"])
 def test_streaming_all_10k_test_images_match_tflm(

@@ -11,10 +11,12 @@ from typing import Any
 import click
 import numpy as np
 
+from firmware_export.mcu.boards import board_names
 from lenet_edge.commands._common import data_dir_option, quiet_option
 
-#: The boards, in the order `--board all` runs them (firmware_export/boards/<board>/).
-BOARDS = ("mps2-an386", "mps2-an500", "microbit", "stm32vldiscovery")
+#: The boards, in the order `--board all` runs them: the board packages of
+#: firmware_export/boards/<board>/ (firmware_export.mcu.board_names, the one list).
+BOARDS = tuple(board_names())
 
 
 class ImagesParam(click.ParamType):
@@ -42,33 +44,27 @@ class ImagesParam(click.ParamType):
 
 class Expected:
     """Expected int8 outputs of the first N MNIST test images from the TFLM interpreter (the
-    golden reference), computed on demand and reused across boards."""
+    golden reference, ``firmware_export.export.reference_outputs``), computed on demand and
+    reused across boards."""
 
     def __init__(self, model_bytes: bytes, x_test: np.ndarray, quiet: bool) -> None:
-        from firmware_export.tflm import TflmModel
+        from firmware_export.errors import FirmwareExportError
+        from firmware_export.plan import build_plan
+        from firmware_export.reader import load_graph
 
-        self.model = TflmModel(model_bytes)
+        self.model_bytes = model_bytes
+        self.plan = build_plan(load_graph(model_bytes))
         self.x_test = x_test
         self.quiet = quiet
-        qp = self.model.input.get("quantization_parameters") or {}
-        scales, zps = qp.get("scales"), qp.get("zero_points")
-        if (
-            self.model.input["dtype"] != np.int8
-            or scales is None
-            or zps is None
-            or len(scales) != 1
-        ):
-            from firmware_export.errors import FirmwareExportError
-
+        if self.plan.model_input is not None:
             raise FirmwareExportError(
                 "model.tflite in the export does not take one per-tensor "
                 "int8 input; re-run export-c on an int8 model"
             )
-        self.scale = np.float32(scales[0])
-        self.zero_point = int(zps[0])
-        shape = [int(d) for d in self.model.input["shape"]]
-        self.size = shape[1]
-        self.outputs = np.zeros((0, int(np.prod(self.model.output["shape"][1:]))), np.int8)
+        self.scale = np.float32(self.plan.input.scale)
+        self.zero_point = int(self.plan.input.zero_point)
+        self.size = int(self.plan.input.shape[1])
+        self.outputs = np.zeros((0, self.plan.output.size), np.int8)
 
     def quantized_inputs(self, raw: np.ndarray) -> np.ndarray:
         """The one preprocessing, then the one input quantization (as the C table)."""
@@ -79,6 +75,8 @@ class Expected:
         return quantize_images(x, float(self.scale), self.zero_point)
 
     def __call__(self, n: int) -> np.ndarray:
+        from firmware_export.export import reference_outputs
+
         have = len(self.outputs)
         if n > have:
             if not self.quiet and n - have > 500:
@@ -86,8 +84,9 @@ class Expected:
                     f"computing expected outputs with the TFLM interpreter for {n - have} images",
                     err=True,
                 )
-            more = self.model.run(self.quantized_inputs(self.x_test[have:n]))
-            self.outputs = np.concatenate([self.outputs, more.reshape(len(more), -1)])
+            x = self.quantized_inputs(self.x_test[have:n])
+            more = reference_outputs(self.model_bytes, self.plan, x)
+            self.outputs = np.concatenate([self.outputs, more])
         return self.outputs[:n]
 
 
