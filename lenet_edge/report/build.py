@@ -227,11 +227,22 @@ def write_report(
             "`lenet-edge train`"
         )
     report = build_report(found, opts)
-    atomic_write_text(target, report.html)
+    try:
+        atomic_write_text(target, report.html)
+    except OSError as exc:
+        raise LenetEdgeError(
+            f"cannot write {target}: {exc.strerror or exc}; nothing was written"
+        ) from None
     if report.verify_to_save is not None:
         path, doc = report.verify_to_save
         if path.resolve() != target.resolve() and not path.exists():
-            atomic_write_json(path, doc)
+            try:
+                atomic_write_json(path, doc)
+            except OSError as exc:
+                raise LenetEdgeError(
+                    f"cannot write {path}: {exc.strerror or exc}; the report was written to "
+                    f"{target}, the verification it ran was not saved"
+                ) from None
             report.verify_written = path
             _say(opts.quiet)(f"verification saved to {path} (reused by the next report)")
     return target, report
