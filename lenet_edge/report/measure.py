@@ -117,7 +117,9 @@ def layer_sqnr(
     x_in = prepare_inputs(images, model.input)
     with quiet_stderr():
         probe = keras.Model(keras_model.inputs, [layer.output for layer, _ in pairs])
-        outputs = probe.predict(x_float, batch_size=500, verbose=0)
+        # Keras' default batch size: float32 results depend on the batch size (by ~1e-6 here),
+        # and this one is what a plain ``predict`` of the same layers gives.
+        outputs = probe.predict(x_float, verbose=0)
     if not isinstance(outputs, list):
         outputs = [outputs]
     probes: list[tuple[str, str, int, np.ndarray]] = [

@@ -70,7 +70,6 @@ def _environment() -> Any:
 
 
 def render_page(context: dict[str, Any]) -> str:
-    """The HTML page of ``context`` (see ``templates/report.html.j2``), with the CSS inlined."""
-    env = _environment()
-    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    return str(env.get_template("report.html.j2").render(css=css, **context))
+    """The HTML page of ``context`` (see ``templates/report.html.j2``, which inlines
+    ``templates/report.css``)."""
+    return str(_environment().get_template("report.html.j2").render(**context))
