@@ -372,3 +372,18 @@ def test_prefix_that_hides_a_system_header_is_refused(
 ) -> None:
     err = world(["export-c", str(tflite_in), "--out", str(tmp_path / "c"), "--prefix", prefix], 2)
     assert "hides the system header" in err
+
+
+def test_report_never_overwrites_what_it_reports_on(
+    trained_model: Callable[..., Path], tmp_path: Path, world: Check
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "train.json"):
+        (run / name).write_bytes((trained_model() / name).read_bytes())
+    (run / "verify.json").write_text('{"tool": "lenet-edge 0.1.0"}\n')
+    (tmp_path / "alias.html").symlink_to(run / "train.json")
+    for target in ("run/model.keras", "run/train.json", "run/../run/model.keras", "alias.html"):
+        err = world(["report", "run", "--out", target], 2)
+        assert "is the input" in err
+    world(["report", "run", "--out", str(user_folder(tmp_path))], 2)

@@ -31,6 +31,7 @@ from lenet_edge.report import Options, write_report
 MODERN = {"variant": "modern"}
 LIMIT = 300
 SQNR_IMAGES = 100
+PARTIAL_VERIFY = f"verify-limit-{LIMIT}.json"  #: where a --limit run saves its verification
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -120,8 +121,10 @@ def test_report_is_self_contained_and_complete(run):
     )
     assert "Flash, RAM, stack and instruction counts not measured" in page
     assert f"Only the first {LIMIT} test images" in page
-    # the verification it ran is saved and names its command
-    doc = json.loads((run / "verify.json").read_text())
+    # the verification it ran is saved, under a name that says it is partial, and names its
+    # command; a smoke run never writes verify.json
+    assert not (run / "verify.json").exists()
+    doc = json.loads((run / PARTIAL_VERIFY).read_text())
     assert doc["dataset"]["images"] == LIMIT and "tflm" in doc["results"]
     assert doc["command"].startswith("lenet-edge verify ") and "--limit 300" in doc["command"]
 
@@ -200,15 +203,15 @@ def test_sqnr_per_layer_matches_retargeted_outputs(run, mnist):
 
 def test_report_reuses_its_verification_and_is_deterministic(run, capsys):
     first = (run / "report.html").read_bytes()
-    mtime = (run / "verify.json").stat().st_mtime_ns
+    mtime = (run / PARTIAL_VERIFY).stat().st_mtime_ns
     out = run / "again.html"
     rc = main(["report", str(run), "--limit", str(LIMIT), "--sqnr-images", str(SQNR_IMAGES),
                "--out", str(out)])  # fmt: skip
     captured = capsys.readouterr()
     assert rc == 0
-    assert "reusing verify.json" in captured.err
+    assert f"reusing {PARTIAL_VERIFY}" in captured.err
     assert captured.out.strip().splitlines()[-1] == f"report written to {out}"
-    assert (run / "verify.json").stat().st_mtime_ns == mtime
+    assert (run / PARTIAL_VERIFY).stat().st_mtime_ns == mtime
     assert out.read_bytes() == first
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary left
 
@@ -295,7 +298,7 @@ def test_report_shows_export_and_mcu_figures(run, tmp_path, capsys):
     (run2 / "old" / "export.json").write_text(json.dumps(stale))
     capsys.readouterr()
     path, rep = write_report(run2, options=Options(limit=LIMIT, sqnr_images=20, quiet=True))
-    assert rep.verify_written is None  # the copied verify.json is reused
+    assert rep.verify_written is None  # the copied verification is reused
     page = path.read_text(encoding="utf-8")
     ex = json.loads((export / "export.json").read_text())
     board = json.loads(mcu_json.read_text())["boards"][0]
@@ -355,7 +358,104 @@ def test_report_errors_are_one_line(run, tmp_path, capsys):
     assert "several int8 models" in line and "--model" in line
     assert main(["report", str(two), "--model", str(two / "model.keras"), "-q"]) == 1
     assert "not a .tflite" in _only_line(capsys.readouterr().err)
+    # MODEL is the second argument, as in the other commands; --model is a deprecated alias
+    assert main(["report", str(two), str(two / "model.keras"), "-q"]) == 1
+    assert "not a .tflite" in _only_line(capsys.readouterr().err)
+    args = ["report", str(two), str(two / "model_int8.tflite"), "--model"]
+    assert main([*args, str(two / "other_int8.tflite"), "-q"]) == 2
+    assert "differ" in _only_line(capsys.readouterr().err)
     assert (
         not (two / "report.html").exists()
         or (two / "report.html").read_bytes() == (run / "report.html").read_bytes()
     )
+
+
+def test_report_escapes_every_name_and_string(run, tmp_path, capsys):
+    """File names, model names and strings read from JSON are HTML-escaped (issue 14)."""
+    import html
+
+    name = """r<b>"q'&"""
+    hostile = run.parent / name  # same parent as `run`: the page's title is the folder name
+    shutil.copytree(run, hostile, ignore=shutil.ignore_patterns("*.html"))
+    tflite = hostile / """<script>alert("x")</script>'.tflite""".replace("/", "")
+    (hostile / "model_int8.tflite").rename(tflite)
+    verify_doc = json.loads((hostile / PARTIAL_VERIFY).read_text())
+    verify_doc["command"] = """lenet-edge verify "<script>alert('c')</script>" & more"""
+    (hostile / PARTIAL_VERIFY).write_text(json.dumps(verify_doc))
+    train = json.loads((hostile / "train.json").read_text())
+    train["model"]["variant"] = """<img src=x onerror="alert(1)">"""
+    (hostile / "train.json").write_text(json.dumps(train))
+    args = ["report", str(hostile), str(tflite), "--limit", str(LIMIT), "--sqnr-images", "20"]
+    try:
+        assert main([*args, "-q"]) == 0
+        page = (hostile / "report.html").read_text(encoding="utf-8")
+    finally:
+        shutil.rmtree(hostile)
+    assert "<script" not in page and "<img src=x" not in page and '<b>"q' not in page
+    title = re.search(r"<title>(.*?)</title>", page)
+    assert title and html.unescape(title.group(1)) == f"lenet-edge report: {name}"
+    # shown, escaped: the model's file name, a command and a model variant read from JSON
+    text = html.unescape(page)
+    assert tflite.name in text and verify_doc["command"] in text
+    assert train["model"]["variant"] in text and "&lt;script&gt;alert(" in page
+    # every attribute value is one of the page's own: no quote in a name could end one early
+    attrs = re.findall(r'\s([a-z-]+)="', page)
+    assert set(attrs) <= {"lang", "charset", "name", "content", "href", "id", "class", "src",
+                          "alt", "width", "height", "style"}  # fmt: skip
+
+
+def test_verify_target_never_replaces_a_file(tmp_path):
+    from lenet_edge.report.build import verify_target
+
+    assert verify_target(tmp_path, 10000, False) == (tmp_path / "verify.json", None)
+    assert verify_target(tmp_path, 300, True) == (tmp_path / "verify-limit-300.json", None)
+    (tmp_path / "verify.json").write_text("{}")
+    (tmp_path / "verify-limit-300.json").write_text("{}")
+    for n, limited in ((10000, False), (300, True)):
+        path, why = verify_target(tmp_path, n, limited)
+        assert path is None and why and "left as it is" in why and "not saved" in why
+
+
+def test_limit_run_keeps_the_full_verification_and_writes_only_after_the_page(
+    run, tmp_path, capsys, monkeypatch
+):
+    """A --limit run never replaces RUN/verify.json; a failed page write leaves no
+    verification behind; an existing stale file is kept and said to be stale (issue 14)."""
+    from lenet_edge.report import build
+
+    run3 = tmp_path / "run3"
+    shutil.copytree(run, run3, ignore=shutil.ignore_patterns("*.html", "verify*.json"))
+    full = json.loads((run / PARTIAL_VERIFY).read_text())
+    full["dataset"]["images"] = 10000  # stands for a full verification of this model
+    (run3 / "verify.json").write_text(json.dumps(full))
+    before = (run3 / "verify.json").read_bytes()
+    args = ["report", str(run3), "--limit", "40", "--sqnr-images", "10", "-q"]
+
+    def disk_full(path: Any, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(build, "atomic_write_text", disk_full)
+        assert main(args) == 1
+    line = _only_line(capsys.readouterr().err)
+    assert "No space left on device" in line and "nothing was written" in line
+    assert sorted(p.name for p in run3.iterdir()) == sorted(
+        ["model.keras", "train.json", "model_int8.tflite", "verify.json"]
+    )
+    assert main(args) == 0
+    assert (run3 / "verify.json").read_bytes() == before
+    partial = json.loads((run3 / "verify-limit-40.json").read_text())
+    assert partial["dataset"]["images"] == 40 and "--limit 40" in partial["command"]
+    # a stale file where the verification would be saved is kept, and the page says so
+    stale = dict(partial, results={"tflm": partial["results"]["tflm"]})  # backends missing
+    (run3 / "verify-limit-40.json").write_text(json.dumps(stale))
+    kept = (run3 / "verify-limit-40.json").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "verify-limit-40.json in the run directory is not a verification" in err
+    assert (run3 / "verify-limit-40.json").read_bytes() == kept
+    assert (run3 / "verify.json").read_bytes() == before
+    page = (run3 / "report.html").read_text(encoding="utf-8")
+    assert "verify-limit-40.json in the run directory is not a verification" in page
+    assert "<td>verification</td><td>not saved</td>" in page

@@ -12,8 +12,10 @@ EPILOG = (
     "Inputs are found in RUN_DIR by content: model.keras and train.json (train), the int8 "
     ".tflite and its record (quantize), the JSON of `verify --json`, export.json (export-c) "
     "and the JSON of `mcu-test --json`; files made from another model are ignored, with a "
-    "note. A verification of the int8 model on every host interpreter is run when no verify "
-    "JSON matches (about a minute; saved as RUN_DIR/verify.json and reused). What cannot be "
+    "note. MODEL is the int8 .tflite to report on, when RUN_DIR holds several. A verification "
+    "of the int8 model on every host interpreter is run when no verify JSON matches (about a "
+    "minute). After the page is written it is saved for the next report, as RUN_DIR/verify.json "
+    "(RUN_DIR/verify-limit-N.json with --limit N), but never over an existing file. What cannot be "
     "computed here (the C export, the board measurements) is marked 'not measured' with the "
     "command that measures it. The page is self-contained (images embedded, no scripts) and "
     "deterministic: the same inputs give the same bytes."
@@ -22,6 +24,9 @@ EPILOG = (
 
 @click.command("report", epilog=EPILOG)
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument(
+    "model", required=False, type=click.Path(path_type=Path, dir_okay=False), default=None
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -30,10 +35,11 @@ EPILOG = (
 )
 @click.option(
     "--model",
-    "tflite",
+    "model_option",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="The int8 .tflite to report on, when RUN_DIR holds several.",
+    hidden=True,
+    help="Deprecated: give MODEL after RUN_DIR.",
 )
 @click.option(
     "--limit",
@@ -52,8 +58,9 @@ EPILOG = (
 @quiet_option
 def command(
     run_dir: Path,
+    model: Path | None,
     out: Path | None,
-    tflite: Path | None,
+    model_option: Path | None,
     limit: int | None,
     sqnr_images: int,
     data_dir: str | None,
@@ -65,10 +72,17 @@ def command(
     """
     from lenet_edge.report import Options, write_report
 
+    if model_option is not None:
+        if model is not None and model != model_option:
+            raise click.UsageError(
+                f"MODEL {model} and --model {model_option} differ; give MODEL only "
+                "(--model is deprecated)"
+            )
+        model = model_option
     path, report = write_report(
         run_dir,
         out,
-        tflite,
+        model,
         Options(limit=limit, sqnr_images=sqnr_images, data_dir=data_dir, quiet=quiet),
     )
     facts = report.facts
