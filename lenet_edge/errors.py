@@ -6,9 +6,42 @@ A :class:`LenetEdgeError` carries a one-line, actionable message; the CLI prints
 
 from __future__ import annotations
 
+import signal
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+#: 128 + the signal number, as shells report a process killed by it.
+EXIT_INTERRUPTED = 128 + int(signal.SIGINT)  # 130: Ctrl-C
+EXIT_BROKEN_PIPE = 128 + int(signal.SIGPIPE)  # 141: the reader of stdout went away (`| head -1`)
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)  # 143: `timeout`, `kill`, `docker stop`, CI cancel
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised as a KeyboardInterrupt so that every cleanup path (atomic
+    writes, train's best checkpoint) runs the same way for both."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+#: The signal of the latest interrupt (SIGINT until one arrives).
+_last_signal = [int(signal.SIGINT)]
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """Signal handler for SIGINT and SIGTERM while a command runs."""
+    _last_signal[0] = signum
+    raise Interrupted(signum)
+
+
+def interrupt_exit_code() -> int:
+    """The exit code of an interrupted command: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + _last_signal[0]
 
 
 class LenetEdgeError(Exception):
@@ -18,6 +51,15 @@ class LenetEdgeError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class StdoutError(Exception):
+    """Standard output cannot be written (a reader that went away, a full device, a closed
+    descriptor). Not an OSError, so that no command mistakes it for a failed output file."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.error = error
 
 
 class DataError(LenetEdgeError):

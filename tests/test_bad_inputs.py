@@ -890,7 +890,7 @@ CASES: list[Case] = [
     ),
     Case(
         "predict: truncated .keras",
-        lambda c: ["predict", c("truncated.keras"), c("digit.png"), "--json"],
+        lambda c: ["predict", c("truncated.keras"), c("digit.png"), "--json", "-"],
         F,
         r"truncated.keras: truncated or corrupted .keras archive",
     ),

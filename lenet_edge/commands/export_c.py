@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.commands._common import count, data_dir_option, out_option, quiet_option
 
 
 def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -22,13 +22,7 @@ def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str
 
 @click.command("export-c")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output directory (receives tflm/, standalone/, test/, export.json).",
-)
+@out_option("Output directory (receives tflm/, standalone/, test/, export.json).", directory=True)
 @click.option(
     "--prefix",
     default="lenet",
@@ -39,7 +33,7 @@ def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.option(
     "--test-vectors",
     "test_vectors",
-    type=click.IntRange(min=1, max=10000),
+    type=count(1, 10000),
     default=100,
     show_default=True,
     help="Test images embedded in test/ with TFLM's expected outputs.",

@@ -11,14 +11,27 @@ from typing import Any
 import click
 import numpy as np
 
-from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.commands._common import (
+    FiniteFloat,
+    check_json_output,
+    count,
+    data_dir_option,
+    json_option,
+    json_to_stdout,
+    quiet_option,
+    write_json,
+)
 
 #: The boards, in the order `--board all` runs them (firmware_export/boards/<board>/).
 BOARDS = ("mps2-an386", "mps2-an500", "microbit", "stm32vldiscovery")
 
 
+#: The MNIST test images, the most `--images` can embed.
+TEST_IMAGES = 10000
+
+
 class ImagesParam(click.ParamType):
-    """A positive image count, ``fit`` or ``all``."""
+    """A positive image count (at most the 10,000 test images), ``fit`` or ``all``."""
 
     name = "N|fit|all"
 
@@ -37,6 +50,13 @@ class ImagesParam(click.ParamType):
                 self.fail(f"{value!r} is not a positive number, 'fit' or 'all'", param, ctx)
         if n < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
+        if n > TEST_IMAGES:
+            self.fail(
+                f"{n} is more than the {TEST_IMAGES:,} MNIST test images there are "
+                "('all' streams every one of them)",
+                param,
+                ctx,
+            )
         return n
 
 
@@ -194,7 +214,7 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
 )
 @click.option(
     "--count-images",
-    type=click.IntRange(min=0),
+    type=count(0, 10000),
     default=1,
     show_default=True,
     help="Inferences to count instructions over (exact QEMU trace); 0 skips it.",
@@ -207,9 +227,10 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
 )
 @click.option(
     "--stack-size",
-    type=click.IntRange(min=256),
+    type=count(256, 1 << 24),
     default=None,
-    help="Bytes of stack to reserve (default: the board's).",
+    show_default="the board's",
+    help="Bytes of stack to reserve.",
 )
 @click.option(
     "--cflag",
@@ -221,7 +242,7 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1, max=86400),
     default=900.0,
     show_default=True,
     help="Seconds allowed per QEMU run.",
@@ -230,15 +251,10 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
     "--build-dir",
     type=click.Path(file_okay=False, path_type=str),
     default=None,
-    help="Keep the build products here (default: a temporary directory).",
+    show_default="a temporary directory",
+    help="Keep the build products here.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=str),
-    default=None,
-    help="Also write the report as JSON.",
-)
+@json_option("Also write the report as JSON to FILE.")
 @data_dir_option
 @quiet_option
 def command(
@@ -251,7 +267,7 @@ def command(
     cflags: tuple[str, ...],
     timeout: float,
     build_dir: str | None,
-    json_out: str | None,
+    json_out: Path | None,
     data_dir: str | None,
     quiet: bool,
 ) -> int:
@@ -264,10 +280,8 @@ def command(
     """
     from firmware_export import mcu
     from lenet_edge import data
-    from lenet_edge.fsutil import atomic_write_json, check_output_file
 
-    if json_out is not None:
-        check_output_file(Path(json_out))
+    check_json_output(json_out)
     export = mcu.read_export(export_dir)
     tool = mcu.find_toolchain()
     names = list(BOARDS) if board == "all" else [board]
@@ -312,17 +326,23 @@ def command(
         "passed": all(r["passed"] for r in reports),
         "boards": reports,
     }
-    _print_reports(reports)
-    failed = [r for r in reports if not r["passed"]]
-    for r in failed:
-        c = r["check"]
-        click.echo(
-            f"FAIL {r['board']}: {c['mismatched_images']} of {c['images']} images differ "
-            f"({c['mismatched_bytes']} bytes; first: image {c['first_mismatch']})",
-            err=True,
-        )
+    if not json_to_stdout(json_out):
+        _print_reports(reports)
     if json_out is not None:
-        atomic_write_json(json_out, result)
-    if not failed:
+        write_json(json_out, result)
+    failed = [r for r in reports if not r["passed"]]
+    if failed:
+        from lenet_edge.errors import GateError
+
+        raise GateError(
+            "outputs differ from TFLM on "
+            + "; ".join(
+                f"{r['board']} ({r['check']['mismatched_images']} of {r['check']['images']} "
+                f"images, {r['check']['mismatched_bytes']} bytes; first: image "
+                f"{r['check']['first_mismatch']})"
+                for r in failed
+            )
+        )
+    if not json_to_stdout(json_out):
         click.echo(f"all outputs match on {', '.join(names)}")
-    return 1 if failed else 0
+    return 0

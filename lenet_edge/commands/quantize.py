@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from lenet_edge.commands._common import data_dir_option, quiet_option, seed_option
+from lenet_edge.commands._common import (
+    count,
+    data_dir_option,
+    out_option,
+    quiet_option,
+    seed_option,
+)
 from lenet_edge.quantize import DEFAULT_CALIBRATION_SAMPLES, IO_TYPES
 
 EPILOG = (
@@ -52,16 +58,10 @@ def _command_line(
 
 @click.command("quantize", epilog=EPILOG)
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="Output .tflite file.",
-)
+@out_option("Output .tflite file.", directory=False)
 @click.option(
     "--calibration-samples",
-    type=click.IntRange(min=1, max=55000),
+    type=count(1, 55000),
     default=DEFAULT_CALIBRATION_SAMPLES,
     show_default=True,
     help="Representative images drawn with --seed from the training split (never "
@@ -86,7 +86,8 @@ def _command_line(
     "--quant-json",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Where to write the quantization record.  [default: quant.json beside OUT]",
+    show_default="OUT with .quant.json for .tflite, e.g. model_int8.quant.json",
+    help="Where to write the quantization record.",
 )
 @click.option(
     "--check-determinism",
