@@ -6,6 +6,7 @@ A :class:`LenetEdgeError` carries a one-line, actionable message; the CLI prints
 
 from __future__ import annotations
 
+import errno
 import signal
 
 EXIT_FAILURE = 1
@@ -72,6 +73,20 @@ class ModelFileError(LenetEdgeError):
 
 class GateError(LenetEdgeError):
     """A quality gate (for example ``--min-accuracy``) was not met."""
+
+
+def unreadable_input(path: object, exc: OSError, noun: str = "file") -> str:
+    """The one-line reason an input at ``path`` cannot be opened or examined, telling apart a
+    missing file, a loop of symbolic links, a path through a file and the rest."""
+    if exc.errno == errno.ENOENT:
+        return f"{path}: no such {noun}"
+    if exc.errno == errno.ELOOP:
+        return f"{path}: a loop of symbolic links ({exc.strerror}); fix or remove the link"
+    if exc.errno == errno.ENOTDIR:
+        return f"{path}: no such {noun} (a part of the path is a file, not a directory)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{path}: file name too long"
+    return f"{path}: cannot read ({exc.strerror or exc})"
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

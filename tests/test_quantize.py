@@ -136,7 +136,7 @@ def test_cli_quantize_is_byte_identical_and_writes_quant_json(trained_model, tmp
     assert proc.returncode == 0, proc.stderr
     assert out1.read_bytes() == out2.read_bytes()
 
-    record = json.loads((out1.parent / "quant.json").read_text())
+    record = json.loads((out1.parent / "m.quant.json").read_text())
     model = read_tflite(out1)
     assert record["ops"] == SEED_OPS
     assert record["output"]["sha256"] == model.sha256
@@ -154,7 +154,7 @@ def test_cli_quantize_is_byte_identical_and_writes_quant_json(trained_model, tmp
         assert entry["zero_points"] == list(tensor.zero_points)
     assert record["input_tensor"]["scales"] == [pytest.approx(1 / 255)]
     # the record is reproducible too: no timestamps, the same content apart from paths
-    other = json.loads((out2.parent / "quant.json").read_text())
+    other = json.loads((out2.parent / "m.quant.json").read_text())
     for key in ("output", "command"):
         record.pop(key), other.pop(key)
     assert record == other

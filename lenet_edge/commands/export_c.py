@@ -55,18 +55,15 @@ def command(
     from firmware_export.mnist import mnist_size
     from firmware_export.reader import load_graph
     from lenet_edge import __version__, data
-    from lenet_edge.errors import LenetEdgeError, ModelFileError
+    from lenet_edge.errors import LenetEdgeError
     from lenet_edge.fsutil import atomic_dir, check_writable_dir
-    from lenet_edge.interpreters import check_tflite_file
+    from lenet_edge.interpreters import check_tflite_file, read_model_bytes
     from lenet_edge.progress import Progress
 
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} is a file; give a directory")
     check_tflite_file(model)  # missing, empty, a Keras model, junk: one line naming the file
-    try:
-        model_bytes = model.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {model}: {exc.strerror or exc}") from None
+    model_bytes = read_model_bytes(model)
     check_writable_dir(out)
     try:
         graph = load_graph(model_bytes)  # fail fast, before any data is touched
