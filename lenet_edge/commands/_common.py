@@ -149,8 +149,6 @@ def check_json_output(json_out: Path | None, *inputs: tuple[str, Path | None]) -
     ``inputs`` (pairs of what and path)."""
     if json_out is None or json_to_stdout(json_out):
         return
-    from lenet_edge.fsutil import check_output_file
-
     for what, path in inputs:
         if path is not None and json_out.resolve() == path.resolve():
             raise click.UsageError(f"--json {json_out} would overwrite {what}")
@@ -166,15 +164,54 @@ def out_option(
     """``--out``: an output directory or file, required unless it has a default."""
 
     def deco(f: F) -> F:
+        extra: dict[str, Any] = (
+            {"required": True} if default is None else {"default": default, "show_default": True}
+        )
         return click.option(
             "--out",
             "out",
             type=click.Path(path_type=Path, file_okay=True, dir_okay=directory),
-            required=default is None,
-            default=default,
-            show_default=default is not None,
             metavar="DIR" if directory else "FILE",
             help=text,
+            **extra,
         )(f)
 
     return deco
+
+
+def _read_only_fs(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` (itself included) when it is on a read-only
+    file system, else None."""
+    import os
+
+    probe = path
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    try:
+        flags = os.statvfs(probe).f_flag
+    except OSError:
+        return None
+    return probe if flags & os.ST_RDONLY else None
+
+
+def check_writable_dir(path: Path) -> None:
+    """Fail before any work when the directory ``path`` cannot be created or written; a
+    read-only file system is named as such (not as "permission denied")."""
+    from lenet_edge import fsutil
+    from lenet_edge.errors import LenetEdgeError
+
+    ro = _read_only_fs(path)
+    if ro is not None:
+        raise LenetEdgeError(
+            f"cannot write to {ro}: read-only file system; choose another output path"
+        )
+    fsutil.check_writable_dir(path)
+
+
+def check_output_file(path: Path) -> None:
+    """As :func:`check_writable_dir`, for an output file."""
+    from lenet_edge import fsutil
+
+    if not path.is_dir():
+        check_writable_dir(path.parent)
+    fsutil.check_output_file(path)

@@ -46,7 +46,7 @@ def command(
     (4.4 minutes for benchmarks/BENCHMARKS.md).
     """
     from lenet_edge.bench import run_bench
-    from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.commands._common import check_writable_dir
 
     check_writable_dir(out)
     rec = run_bench(out, variants=variants, epochs=epochs, data_dir=data_dir, quiet=quiet)

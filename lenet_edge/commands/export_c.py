@@ -55,8 +55,9 @@ def command(
     from firmware_export.mnist import mnist_size
     from firmware_export.reader import load_graph
     from lenet_edge import __version__, data
+    from lenet_edge.commands._common import check_writable_dir
     from lenet_edge.errors import LenetEdgeError
-    from lenet_edge.fsutil import atomic_dir, check_writable_dir
+    from lenet_edge.fsutil import atomic_dir
     from lenet_edge.interpreters import check_tflite_file, read_model_bytes
     from lenet_edge.progress import Progress
 

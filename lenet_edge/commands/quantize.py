@@ -117,8 +117,9 @@ def command(
     biases.
     """
     from lenet_edge import data
+    from lenet_edge.commands._common import check_output_file
     from lenet_edge.errors import LenetEdgeError, ModelFileError
-    from lenet_edge.fsutil import atomic_path, check_output_file, json_bytes
+    from lenet_edge.fsutil import atomic_path, json_bytes
     from lenet_edge.interpreters import check_keras_file
 
     # Validate everything cheap before loading TensorFlow.

@@ -75,7 +75,7 @@ def command(
     Ctrl-C keeps the best checkpoint so far in OUT/model.keras.
     """
     from lenet_edge import data
-    from lenet_edge.fsutil import check_writable_dir
+    from lenet_edge.commands._common import check_writable_dir
     from lenet_edge.model import LeNetConfig
     from lenet_edge.train import TrainConfig, train
 
