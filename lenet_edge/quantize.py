@@ -44,6 +44,24 @@ def calibration_images(train_images: np.ndarray, n: int, seed: int) -> np.ndarra
     return train_images[np.sort(idx)]
 
 
+#: The system's reasons for a failed write, as TensorFlow quotes them inside long messages.
+_SYSTEM_REASONS = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+)
+
+
+def _system_reason(exc: BaseException) -> str:
+    """The reason of a failed write: the strerror an OSError carries, or the one quoted in a
+    TensorFlow error (whose first line is an op and a path), else its first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return next((r for r in _SYSTEM_REASONS if r in text), first_line(exc))
+
+
 def _convert(model: Any, configure: Any, what: str) -> bytes:
     """Export ``model`` as a SavedModel with a fixed batch of 1 and convert it to TFLite.
 
@@ -74,7 +92,7 @@ def _convert(model: Any, configure: Any, what: str) -> bytes:
             except (OSError, t.errors.OpError) as exc:  # a full or read-only TMPDIR
                 raise LenetEdgeError(
                     f"cannot write the temporary SavedModel for the converter in {tmp_root} "
-                    f"({first_line(exc)}); {hint}"
+                    f"({_system_reason(exc)}); {hint}"
                 ) from None
             converter = t.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
             configure(converter)
