@@ -230,6 +230,8 @@ def _invoke(argv: list[str] | None) -> int:
         _error(printable(str(exc)))
         return int(getattr(exc, "exit_code", EXIT_FAILURE))
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError):  # stderr's reader went away (`2>&1 | head`)
+            return _stdout_error_code(exc)
         if isinstance(exc, OSError) and exc.errno in _SYSTEM_ERRNOS:
             # The system, not lenet-edge: a full disk (TensorFlow's temporary files), a
             # file-name loop, a read-only file system met outside the checked outputs.

@@ -169,6 +169,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def json_history(history: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    """``history`` for train.json: a diverged epoch's NaN or infinite value becomes null, so
+    the file stays valid JSON."""
+    return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.items()}
+
+
 def train(
     mnist: Mnist,
     model_cfg: LeNetConfig,
@@ -252,7 +258,7 @@ def train(
         "val_accuracy": result.val_accuracy,
         "test_accuracy": None if interrupted else test_acc,
         "interrupted": interrupted,
-        "history": history,
+        "history": json_history(history),
         "parameters": sum(r.params for r in rows),
         "macs": sum(r.macs for r in rows),
         "data_sha256": mnist.sha256,
