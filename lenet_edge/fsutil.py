@@ -188,6 +188,14 @@ def check_writable_dir(path: Path) -> None:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise LenetEdgeError(f"{probe} is a file, not a directory; choose another output path")
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:  # named as such: "permission denied" would send the user the wrong way
+        raise LenetEdgeError(
+            f"cannot write to {probe}: read-only file system; choose another output path"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise LenetEdgeError(
             f"cannot write to {probe}: permission denied; choose another output path"

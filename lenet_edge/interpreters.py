@@ -16,6 +16,8 @@ Backends (all run the model one image at a time, batch 1, as the MCU does):
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 import zipfile
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from firmware_export.sysutil import quiet_stderr
-from lenet_edge.errors import LenetEdgeError, ModelFileError, first_line
+from lenet_edge.errors import LenetEdgeError, ModelFileError, first_line, unreadable_input
 from lenet_edge.fsutil import sha256_bytes
 
 BACKENDS = ("litert", "litert-ref", "tflm", "tflite-runtime")
@@ -55,23 +57,68 @@ _NP_DTYPES = {
 # --------------------------------------------------------------------------------------------
 
 
+#: The whole content of each pipe, FIFO or character device read as a model (by path): such
+#: a file can be read only once, and a model is examined before it is parsed.
+_STREAMS: dict[str, bytes] = {}
+
+#: The most a model read from a pipe may hold (LeNet .tflite files are ~60 KB).
+MAX_STREAM_BYTES = 256 << 20
+
+
+def _is_stream(path: Path) -> bool:
+    """Whether ``path`` is a pipe, FIFO or device (``/dev/stdin``): readable once only."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ModelFileError(unreadable_input(path, exc)) from None
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _stream_bytes(path: Path) -> bytes:
+    """Everything in the pipe at ``path``, read once and remembered."""
+    key = os.fsdecode(os.path.abspath(path))
+    if key not in _STREAMS:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_STREAM_BYTES + 1)
+        except OSError as exc:
+            raise ModelFileError(unreadable_input(path, exc)) from None
+        if len(data) > MAX_STREAM_BYTES:
+            raise ModelFileError(f"{path}: more than {MAX_STREAM_BYTES >> 20} MB; not a model")
+        _STREAMS[key] = data
+    return _STREAMS[key]
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """The bytes of the model file at ``path``: a regular file, or a pipe (``/dev/stdin``, a
+    FIFO), which is read once."""
+    if _is_stream(path):
+        return _stream_bytes(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(unreadable_input(path, exc)) from None
+
+
 def sniff_model_file(path: Path) -> str:
     """The kind of model file at ``path`` from its first bytes: ``tflite``, ``keras`` (a zip,
     as Keras 3 writes), ``h5`` (legacy HDF5), ``savedmodel`` (a directory) or ``unknown``.
 
-    Raises :class:`ModelFileError` when the path is missing, unreadable or empty.
+    Raises :class:`ModelFileError` when the path is missing, unreadable or empty. A pipe
+    (``/dev/stdin``, a FIFO) is read whole, once (:func:`read_model_bytes`).
     """
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such file")
-    if path.is_dir():
+    if _is_stream(path):
+        head = _stream_bytes(path)[:8]
+    elif path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
         raise ModelFileError(f"{path} is a directory, not a model file")
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
+    else:
+        try:
+            with path.open("rb") as f:
+                head = f.read(8)
+        except OSError as exc:
+            raise ModelFileError(unreadable_input(path, exc)) from None
     if not head:
         raise ModelFileError(f"{path}: empty file")
     if len(head) == 8 and head[4:8] == TFLITE_IDENTIFIER:
@@ -339,11 +386,7 @@ def check_tflite_file(path: str | Path) -> Path:
 def read_tflite(path: str | Path) -> TfliteModel:
     """Read, verify and parse the ``.tflite`` file at ``path`` (one-line errors, no TF)."""
     p = check_tflite_file(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"{p}: cannot read ({exc.strerror})") from None
-    return parse_tflite(data, str(p))
+    return parse_tflite(read_model_bytes(p), str(p))
 
 
 def check_keras_file(path: str | Path) -> Path:
@@ -356,10 +399,14 @@ def check_keras_file(path: str | Path) -> Path:
             "file written by `lenet-edge train` (check a .tflite with "
             "`lenet-edge verify`)"
         )
+    if kind != "keras" and kind != "h5":
+        raise ModelFileError(f"{p}: not a Keras model (expected a .keras zip archive)")
+    if _is_stream(p):
+        raise ModelFileError(
+            f"{p} is a pipe; a Keras model must be a regular file (give its path, not a pipe)"
+        )
     if kind == "h5":
         return p
-    if kind != "keras":
-        raise ModelFileError(f"{p}: not a Keras model (expected a .keras zip archive)")
     try:
         with zipfile.ZipFile(p) as zf:
             names = set(zf.namelist())

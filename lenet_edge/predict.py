@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lenet_edge.errors import LenetEdgeError, first_line
+from lenet_edge.errors import LenetEdgeError, first_line, unreadable_input
 
 if TYPE_CHECKING:
     from lenet_edge.interpreters import TfliteModel
@@ -65,8 +65,10 @@ def read_grayscale(path: Path) -> np.ndarray:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
+    try:
+        path.stat()
+    except OSError as exc:
+        raise ImageError(unreadable_input(path, exc)) from None
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not a picture")
     try:
@@ -82,6 +84,11 @@ def read_grayscale(path: Path) -> np.ndarray:
                 arr = _to_gray(ImageOps.exif_transpose(im) or im)
     except ImageError:
         raise
+    except _NonFinitePixels as exc:
+        bad, total = exc.args
+        raise ImageError(
+            f"{path}: {bad:,} of {total:,} pixels are NaN or infinite; not a usable picture"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a picture (give a PNG or JPG of a digit)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -94,10 +101,17 @@ def read_grayscale(path: Path) -> np.ndarray:
     return arr
 
 
+class _NonFinitePixels(Exception):
+    """A float picture with NaN or infinite pixels (args: their count, the pixel count)."""
+
+
 def _to_gray(im: Any) -> np.ndarray:
     """A PIL image (any mode) -> float64 grey levels in [0, 255]."""
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         a = np.asarray(im, dtype=np.float64)
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise _NonFinitePixels(bad, int(a.size))
         top = 65535.0 if a.max(initial=0) > 255 else 255.0
         return np.clip(a * (255.0 / top), 0, 255)
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)

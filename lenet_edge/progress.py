@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def _say(text: str) -> None:
+    """Write progress to stderr, best effort: a closed or full stderr never stops the work."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 class Progress:
@@ -39,22 +47,19 @@ class Progress:
                 self._last_draw = now
                 width = 30
                 bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-                sys.stderr.write(
+                _say(
                     f"\r{self.label} [{bar}] {self.count}/{self.total}{self.unit} "
                     f"{now - self.start:5.1f}s"
                 )
-                sys.stderr.flush()
         elif frac >= self._next_mark or self.count >= self.total:
             while self._next_mark <= frac:
                 self._next_mark += 0.25
-            sys.stderr.write(
+            _say(
                 f"{self.label}: {self.count}/{self.total}{self.unit} "
                 f"({time.perf_counter() - self.start:.1f}s)\n"
             )
-            sys.stderr.flush()
 
     def close(self) -> None:
         """Finish the bar line on a terminal."""
         if self._tty and not self.quiet:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            _say("\n")

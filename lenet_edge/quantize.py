@@ -23,6 +23,15 @@ from lenet_edge.model import keras_input_shape
 from lenet_edge.tfenv import quiet_stderr, tf
 
 IO_TYPES = ("int8", "uint8", "float32")
+
+
+def quant_json_path(tflite: Path) -> Path:
+    """Where ``quantize`` writes the record of ``tflite`` by default: beside it, named after
+    it (``model_int8.tflite`` -> ``model_int8.quant.json``), so that two models quantized
+    into one directory keep one record each."""
+    return tflite.with_suffix(".quant.json")
+
+
 INPUT_NAME = "image"
 
 
@@ -33,6 +42,24 @@ def calibration_images(train_images: np.ndarray, n: int, seed: int) -> np.ndarra
     n = min(n, len(train_images))
     idx = np.random.default_rng(seed).choice(len(train_images), size=n, replace=False)
     return train_images[np.sort(idx)]
+
+
+#: The system's reasons for a failed write, as TensorFlow quotes them inside long messages.
+_SYSTEM_REASONS = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+)
+
+
+def _system_reason(exc: BaseException) -> str:
+    """The reason of a failed write: the strerror an OSError carries, or the one quoted in a
+    TensorFlow error (whose first line is an op and a path), else its first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return next((r for r in _SYSTEM_REASONS if r in text), first_line(exc))
 
 
 def _convert(model: Any, configure: Any, what: str) -> bytes:
@@ -46,25 +73,40 @@ def _convert(model: Any, configure: Any, what: str) -> bytes:
     keras = tfenv.keras()
 
     in_shape = [1, *(int(d) for d in model.inputs[0].shape[1:])]
-    with tempfile.TemporaryDirectory(prefix="lenet-edge-savedmodel-") as saved:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            name="serve",
-            fn=lambda image: model(image, training=False),
-            input_signature=[t.TensorSpec(in_shape, t.float32, name=INPUT_NAME)],
-        )
-        with quiet_stderr():
-            archive.write_out(saved, verbose=False)
-        converter = t.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
-        configure(converter)
-        try:
-            with quiet_stderr():
-                flatbuffer = converter.convert()
-        except Exception as exc:  # the converter raises many types; all mean "cannot convert"
-            raise LenetEdgeError(
-                f"the model cannot be converted to {what} ({first_line(exc)})"
-            ) from None
+    tmp_root = tempfile.gettempdir()
+    hint = f"free space in {tmp_root} or point TMPDIR at another directory"
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix="lenet-edge-savedmodel-", ignore_cleanup_errors=True
+        ) as saved:
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint(
+                name="serve",
+                fn=lambda image: model(image, training=False),
+                input_signature=[t.TensorSpec(in_shape, t.float32, name=INPUT_NAME)],
+            )
+            try:
+                with quiet_stderr():
+                    archive.write_out(saved, verbose=False)
+            except (OSError, t.errors.OpError) as exc:  # a full or read-only TMPDIR
+                raise LenetEdgeError(
+                    f"cannot write the temporary SavedModel for the converter in {tmp_root} "
+                    f"({_system_reason(exc)}); {hint}"
+                ) from None
+            converter = t.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
+            configure(converter)
+            try:
+                with quiet_stderr():
+                    flatbuffer = converter.convert()
+            except Exception as exc:  # the converter raises many types; all mean "cannot convert"
+                raise LenetEdgeError(
+                    f"the model cannot be converted to {what} ({first_line(exc)})"
+                ) from None
+    except OSError as exc:  # TMPDIR missing, full or read-only
+        raise LenetEdgeError(
+            f"cannot use the temporary directory {tmp_root} ({exc.strerror or exc}); {hint}"
+        ) from None
     return bytes(flatbuffer)
 
 
@@ -247,6 +289,28 @@ def masked_kernel_checks(keras_model: Any, model: TfliteModel) -> list[dict[str,
 # --------------------------------------------------------------------------------------------
 # The quantize command's work
 # --------------------------------------------------------------------------------------------
+
+
+def check_finite_weights(keras_model: Any, source: Path | str) -> None:
+    """Refuse a model with NaN or infinite weights (trained with a NaN learning rate, or
+    diverged): the converter would otherwise leave float ops behind and the failure would
+    read as a float fallback."""
+    bad, total, first = 0, 0, ""
+    for layer in keras_model.layers:
+        for w in layer.get_weights():
+            a = np.asarray(w)
+            n = int(a.size - np.count_nonzero(np.isfinite(a)))
+            total += int(a.size)
+            if n and not first:
+                first = layer.name
+            bad += n
+    if bad:
+        from lenet_edge.errors import ModelFileError
+
+        raise ModelFileError(
+            f"{source}: the model has NaN or infinite weights ({bad:,} of {total:,} values, "
+            f"first in layer {first}); it cannot be quantized, train it again"
+        )
 
 
 def quantize_keras(

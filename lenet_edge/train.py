@@ -173,6 +173,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def json_history(history: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    """``history`` for train.json: a diverged epoch's NaN or infinite value becomes null, so
+    the file stays valid JSON."""
+    return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.items()}
+
+
 def train(
     mnist: Mnist,
     model_cfg: LeNetConfig,
@@ -224,7 +230,7 @@ def train(
             "val_accuracy": state["best"],
             "test_accuracy": test_acc,
             "interrupted": not complete,
-            "history": history,
+            "history": json_history(history),
             "parameters": sum(r.params for r in rows),
             "macs": sum(r.macs for r in rows),
             "data_sha256": mnist.sha256,

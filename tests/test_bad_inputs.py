@@ -210,6 +210,18 @@ def inputs(
     bomb[29:33] = struct.pack(">I", zlib.crc32(bytes(bomb[12:29])))
     (d / "huge.png").write_bytes(bytes(bomb))
     (d / "a-directory.png").mkdir()
+    from PIL import Image
+
+    for name, value in (("nan-pixel.tiff", np.nan), ("inf-pixel.tiff", np.inf)):
+        img = np.full((28, 28), 255.0, np.float32)
+        img[5:22, 12:16] = 0.0
+        img[2, 2] = value
+        Image.fromarray(img, mode="F").save(d / name)
+    from lenet_edge.model import load_keras_model
+
+    nan_model = load_keras_model(d / "model.keras")
+    nan_model.set_weights([np.full_like(w, np.nan) for w in nan_model.get_weights()])
+    nan_model.save(d / "nan.keras")
     result = export_model(real, n_vectors=3, images=mnist.x_test, labels=mnist.y_test)
     write_export(result, d / "export")
     found = data.locate()
@@ -799,7 +811,7 @@ CASES: list[Case] = [
         "mcu-test: --stack-size too small",
         lambda c: _mcu(c, "--stack-size", "16"),
         U,
-        r"Invalid value for '--stack-size': 16 is not in the range x>=256",
+        r"Invalid value for '--stack-size': 16 is not in the range 256<=x<=16777216",
     ),
     Case(
         "mcu-test: --json is a directory",
@@ -890,11 +902,199 @@ CASES: list[Case] = [
     ),
     Case(
         "predict: truncated .keras",
-        lambda c: ["predict", c("truncated.keras"), c("digit.png"), "--json"],
+        lambda c: ["predict", c("truncated.keras"), c("digit.png"), "--json", "-"],
         F,
         r"truncated.keras: truncated or corrupted .keras archive",
     ),
+    # ---- names and numbers that would break the output: refused at the door (exit 2)
+    Case(
+        "train: --learning-rate nan",
+        lambda c: ["train", "--out", c.out("run"), "--learning-rate", "nan"],
+        U,
+        r"Invalid value for '--learning-rate': 'nan' is not a finite number",
+    ),
+    Case(
+        "train: --learning-rate inf",
+        lambda c: ["train", "--out", c.out("run"), "--learning-rate", "inf"],
+        U,
+        r"Invalid value for '--learning-rate': 'inf' is not a finite number",
+    ),
+    Case(
+        "train: --seed 2**70",
+        lambda c: ["train", "--out", c.out("run"), "--seed", str(2**70)],
+        U,
+        r"Invalid value for '--seed': 1180591620717411303424 is not in the range "
+        r"0<=x<=4294967295",
+    ),
+    Case(
+        "quantize: --seed 2**32",
+        lambda c: ["quantize", c("model.keras"), "--out", c.out("q.tflite"), "--seed", str(2**32)],
+        U,
+        r"Invalid value for '--seed': 4294967296 is not in the range 0<=x<=4294967295",
+    ),
+    Case(
+        "verify: --min-accuracy nan",
+        lambda c: ["verify", c("int8.tflite"), "--min-accuracy", "nan"],
+        U,
+        r"Invalid value for '--min-accuracy': 'nan' is not a finite number",
+    ),
+    Case(
+        "mcu-test: --timeout inf",
+        lambda c: _mcu(c, "--timeout", "inf"),
+        U,
+        r"Invalid value for '--timeout': 'inf' is not a finite number",
+    ),
+    Case(
+        "mcu-test: --count-images 2**70",
+        lambda c: _mcu(c, "--count-images", str(2**70)),
+        U,
+        r"Invalid value for '--count-images': 1180591620717411303424 is not in the range",
+    ),
+    Case(
+        "mcu-test: --images beyond the test set",
+        lambda c: _mcu(c, "--images", "20000"),
+        U,
+        r"Invalid value for '--images': 20000 is more than the 10,000 MNIST test images there "
+        r"are \('all' streams every one of them\)",
+    ),
+    Case(
+        "export-c: --test-vectors 2**70",
+        lambda c: ["export-c", c("int8.tflite"), "--out", c.out("c"), "--test-vectors", str(2**70)],
+        U,
+        r"Invalid value for '--test-vectors': 1180591620717411303424 is not in the range "
+        r"1<=x<=10000",
+    ),
+    Case(
+        "bench: --epochs 2**70",
+        lambda c: ["bench", "--out", c.out("b"), "--epochs", str(2**70)],
+        U,
+        r"Invalid value for '--epochs': 1180591620717411303424 is not in the range 1<=x<=1000",
+    ),
+    # ---- what the system or the user causes: one line, never a traceback
+    Case(
+        "verify: a symlink loop as the model",
+        lambda c: ["verify", _loop(c)],
+        F,
+        r"loop\.tflite: a loop of symbolic links \(Too many levels of symbolic links\)",
+    ),
+    Case(
+        "export-c: a symlink loop as the model",
+        lambda c: ["export-c", _loop(c), "--out", c.out("c")],
+        F,
+        r"loop\.tflite: a loop of symbolic links",
+    ),
+    Case(
+        "predict: a symlink loop as a picture",
+        lambda c: ["predict", c("int8.tflite"), _loop(c)],
+        F,
+        r"loop\.tflite: a loop of symbolic links",
+    ),
+    Case(
+        "verify: a missing model with a non-UTF-8 name",
+        lambda c: ["verify", os.fsdecode(os.fsencode(c.out("model")) + b"\xff.tflite")],
+        F,
+        r"model\\xff\.tflite: no such file$",
+    ),
+    Case(
+        "predict: a non-UTF-8 picture name that is not a picture",
+        lambda c: ["predict", c("int8.tflite"), _non_utf8_text(c)],
+        F,
+        r"notes\\xff\.png: not a picture",
+    ),
+    Case(
+        "predict: a float TIFF with a NaN pixel",
+        lambda c: ["predict", c("int8.tflite"), c("nan-pixel.tiff")],
+        F,
+        r"nan-pixel.tiff: 1 of 784 pixels are NaN or infinite; not a usable picture",
+    ),
+    Case(
+        "predict: a float TIFF with an infinite pixel",
+        lambda c: ["predict", c("int8.tflite"), c("inf-pixel.tiff")],
+        F,
+        r"inf-pixel.tiff: 1 of 784 pixels are NaN or infinite",
+    ),
+    # ---- messages that tell the truth
+    Case(
+        "data info: --data-dir is an empty directory (no fall back to the cache)",
+        lambda c: ["data", "info", "--data-dir", _empty_dir(c)],
+        F,
+        r"MNIST not found in .*empty-dir \(--data-dir / \$LENET_EDGE_DATA: empty directory\); "
+        r"run `lenet-edge data fetch` with this --data-dir",
+    ),
+    Case(
+        "train: misspelled --data-dir",
+        lambda c: ["train", "--out", c.out("run"), "--data-dir", c.out("mnsit")],
+        F,
+        r"MNIST not found in .*mnsit \(--data-dir / \$LENET_EDGE_DATA: no such directory\)",
+    ),
+    Case(
+        "verify: misspelled $LENET_EDGE_DATA",
+        lambda c: ["verify", c("int8.tflite"), "--limit", "5"],
+        F,
+        r"MNIST not found in .*mnsit \(--data-dir / \$LENET_EDGE_DATA: no such directory\)",
+        env=lambda c: {"LENET_EDGE_DATA": c.out("mnsit")},
+    ),
+    Case(
+        "quantize: --data-dir holding other files",
+        lambda c: [
+            "quantize",
+            c("model.keras"),
+            "--out",
+            c.out("q.tflite"),
+            "--data-dir",
+            _other_files(c),
+        ],
+        F,
+        r"MNIST not found in .*other \(--data-dir / \$LENET_EDGE_DATA: it holds neither the four "
+        r"IDX files",
+    ),
+    Case(
+        "quantize: a model with NaN weights (not a float fallback)",
+        lambda c: ["quantize", c("nan.keras"), "--out", c.out("q.tflite")],
+        F,
+        r"nan.keras: the model has NaN or infinite weights \([\d,]+ of [\d,]+ values, first in "
+        r"layer \w+\); it cannot be quantized, train it again",
+    ),
+    # ---- one convention for options
+    Case(
+        "predict: --json without a FILE",
+        lambda c: ["predict", c("int8.tflite"), c("digit.png"), "--json"],
+        U,
+        r"Option '--json' requires an argument",
+    ),
+    Case(
+        "data info: --json is a directory",
+        lambda c: ["data", "info", "--json", str(c.case)],
+        U,
+        r"Invalid value for '--json': File '.*' is a directory",
+    ),
 ]
+
+
+def _loop(ctx: Ctx) -> str:
+    """Two symbolic links pointing at each other."""
+    (ctx.case / "loop.tflite").symlink_to("loop2.tflite")
+    (ctx.case / "loop2.tflite").symlink_to("loop.tflite")
+    return str(ctx.case / "loop.tflite")
+
+
+def _non_utf8_text(ctx: Ctx) -> str:
+    path = os.fsencode(ctx.case) + b"/notes\xff.png"
+    with open(path, "wb") as f:
+        f.write(b"hello\n")
+    return os.fsdecode(path)
+
+
+def _empty_dir(ctx: Ctx) -> str:
+    (ctx.case / "empty-dir").mkdir()
+    return str(ctx.case / "empty-dir")
+
+
+def _other_files(ctx: Ctx) -> str:
+    d = ctx.case / "other"
+    d.mkdir()
+    (d / "README").write_text("not MNIST\n")
+    return str(d)
 
 
 def _npz(ctx: Ctx) -> str:

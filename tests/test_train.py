@@ -55,3 +55,14 @@ def test_same_seed_same_weights(mnist: data.Mnist, tmp_path: Path) -> None:
     train(mnist, LeNetConfig.resolve("seed"), cfg, tmp_path / "c", quiet=True)
     other = load_keras_model(str(tmp_path / "c" / "model.keras")).get_weights()
     assert any(a.tobytes() != b.tobytes() for a, b in zip(weights[0], other, strict=True))
+
+
+def test_diverged_history_stays_valid_json() -> None:
+    import json
+    import math
+
+    from lenet_edge.train import json_history
+
+    doc = json_history({"loss": [0.5, math.nan, math.inf], "val_accuracy": [0.1, 0.2, 0.3]})
+    text = json.dumps(doc, allow_nan=False)  # raises on NaN/inf
+    assert json.loads(text) == {"loss": [0.5, None, None], "val_accuracy": [0.1, 0.2, 0.3]}

@@ -292,3 +292,55 @@ def test_metric_helpers_on_a_small_example():
                              np.full((2, 3), 0.5), outs)  # fmt: skip
     assert r["disagreements"] == 1 and r["disagreements_tied"] == 1
     assert r["top1_agreement"] == 0.5 and r["mean_abs_prob_diff"] == 0.5
+
+
+def test_model_through_a_pipe_is_read(int8_model, tmp_path):
+    """`verify /dev/stdin < model.tflite` and `cat model.tflite | verify /dev/stdin`: a model
+    given through a pipe is read (once), not called "not a .tflite"."""
+    import subprocess
+    import sys
+
+    model = int8_model()
+    argv = [sys.executable, "-m", "lenet_edge", "verify", "/dev/stdin", "--limit", "20"]
+    argv += ["--no-arena", "-q", "--json", "-"]
+    with open(model, "rb") as f:
+        redirected = subprocess.run(argv, stdin=f, capture_output=True, text=True, check=False)
+    piped = subprocess.run(argv, input=model.read_bytes(), capture_output=True, check=False)
+    for proc, out in ((redirected, redirected.stdout), (piped, piped.stdout.decode())):
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(out)  # `--json -`: the JSON alone on stdout
+        assert doc["dataset"]["images"] == 20
+
+
+def test_sigterm_leaves_no_temporary_and_exits_143(int8_model, tmp_path):
+    """SIGTERM (timeout, docker stop, CI cancel) takes the interrupt path: exit 143, the one
+    `error: interrupted` line, no output and no temporary left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "v.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_edge", "verify", str(int8_model()), "--backend", "all",
+         "--json", str(out), "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("verify finished before the signal")
+    assert proc.returncode == 143, err
+    assert err.splitlines() == [
+        "error: interrupted; outputs written so far are complete, nothing partial was left"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_quiet_verify_prints_nothing_on_stderr(int8_model, tmp_path, capfd):
+    rc = main(["verify", str(int8_model()), "--limit", "20", "--no-arena", "-q"])
+    assert rc == 0
+    captured = capfd.readouterr()
+    assert captured.err == ""
+    assert "accuracy" in captured.out

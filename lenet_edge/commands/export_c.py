@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.commands._common import count, data_dir_option, out_option, quiet_option
 
 
 def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -22,13 +22,7 @@ def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str
 
 @click.command("export-c")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output directory (receives tflm/, standalone/, test/, export.json).",
-)
+@out_option("Output directory (receives tflm/, standalone/, test/, export.json).", directory=True)
 @click.option(
     "--prefix",
     default="lenet",
@@ -39,7 +33,7 @@ def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.option(
     "--test-vectors",
     "test_vectors",
-    type=click.IntRange(min=1, max=10000),
+    type=count(1, 10000),
     default=100,
     show_default=True,
     help="Test images embedded in test/ with TFLM's expected outputs.",
@@ -61,18 +55,15 @@ def command(
     from firmware_export.mnist import mnist_size
     from firmware_export.reader import load_graph
     from lenet_edge import __version__, data
-    from lenet_edge.errors import LenetEdgeError, ModelFileError
+    from lenet_edge.errors import LenetEdgeError
     from lenet_edge.fsutil import atomic_dir, check_output_dir
-    from lenet_edge.interpreters import check_tflite_file
+    from lenet_edge.interpreters import check_tflite_file, read_model_bytes
     from lenet_edge.progress import Progress
 
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} is a file; give a directory")
     check_tflite_file(model)  # missing, empty, a Keras model, junk: one line naming the file
-    try:
-        model_bytes = model.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {model}: {exc.strerror or exc}") from None
+    model_bytes = read_model_bytes(model)
     check_output_dir(out, command="export-c", record="export.json", inputs=[model])
     try:
         graph = load_graph(model_bytes)  # fail fast, before any data is touched

@@ -12,15 +12,28 @@ import click
 import numpy as np
 
 from firmware_export.mcu.boards import board_names
-from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.commands._common import (
+    FiniteFloat,
+    check_json_output,
+    count,
+    data_dir_option,
+    json_option,
+    json_to_stdout,
+    quiet_option,
+    write_json,
+)
 
 #: The boards, in the order `--board all` runs them: the board packages of
 #: firmware_export/boards/<board>/ (firmware_export.mcu.board_names, the one list).
 BOARDS = tuple(board_names())
 
 
+#: The MNIST test images, the most `--images` can embed.
+TEST_IMAGES = 10000
+
+
 class ImagesParam(click.ParamType):
-    """A positive image count, ``fit`` or ``all``."""
+    """A positive image count (at most the 10,000 test images), ``fit`` or ``all``."""
 
     name = "N|fit|all"
 
@@ -39,6 +52,13 @@ class ImagesParam(click.ParamType):
                 self.fail(f"{value!r} is not a positive number, 'fit' or 'all'", param, ctx)
         if n < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
+        if n > TEST_IMAGES:
+            self.fail(
+                f"{n} is more than the {TEST_IMAGES:,} MNIST test images there are "
+                "('all' streams every one of them)",
+                param,
+                ctx,
+            )
         return n
 
 
@@ -221,7 +241,7 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
 )
 @click.option(
     "--count-images",
-    type=click.IntRange(min=0),
+    type=count(0, 10000),
     default=1,
     show_default=True,
     help="Inferences to count instructions over (exact QEMU trace); 0 skips it.",
@@ -234,9 +254,10 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
 )
 @click.option(
     "--stack-size",
-    type=click.IntRange(min=256),
+    type=count(256, 1 << 24),
     default=None,
-    help="Bytes of stack to reserve (default: the board's).",
+    show_default="the board's",
+    help="Bytes of stack to reserve.",
 )
 @click.option(
     "--cflag",
@@ -248,7 +269,7 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1, max=86400),
     default=900.0,
     show_default=True,
     help="Seconds allowed per QEMU run.",
@@ -257,14 +278,8 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
     "--build-dir",
     type=click.Path(file_okay=False, path_type=str),
     default=None,
-    help="Keep the build products here (default: a temporary directory).",
-)
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=str),
-    default=None,
-    help="Also write the report as JSON.",
+    show_default="a temporary directory",
+    help="Keep the build products here.",
 )
 @click.option(
     "--allow-modified",
@@ -272,6 +287,7 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
     help="Test an export whose files differ from export.json (hand-edited sources): the "
     "result is reported as modified sources, never as the export.",
 )
+@json_option("Also write the report as JSON to FILE.")
 @data_dir_option
 @quiet_option
 def command(
@@ -284,7 +300,7 @@ def command(
     cflags: tuple[str, ...],
     timeout: float,
     build_dir: str | None,
-    json_out: str | None,
+    json_out: Path | None,
     allow_modified: bool,
     data_dir: str | None,
     quiet: bool,
@@ -298,14 +314,11 @@ def command(
     """
     from firmware_export import mcu
     from lenet_edge import data
-    from lenet_edge.fsutil import atomic_write_json, check_output_file
 
     export = mcu.read_export(export_dir)
-    if json_out is not None:  # never one of the files under test (export.json, sources, model)
-        export_files = [Path(export_dir) / f for f in export.meta.get("files", {})]
-        check_output_file(
-            json_out, [Path(export_dir) / "export.json", *export_files], option="--json"
-        )
+    # --json is never one of the files under test (export.json, the sources, the model).
+    export_files = [export.directory / f for f in export.meta.get("files", {})]
+    check_json_output(json_out, export.directory / "export.json", *export_files)
     changes = export_changes(export.directory, export.meta)
     if changes and not allow_modified:
         shown = ", ".join(changes[:4]) + (
@@ -368,18 +381,24 @@ def command(
         # check this): the list is empty only when every file matched export.json.
         "modified_files": changes,
     }
-    _print_reports(reports)
-    failed = [r for r in reports if not r["passed"]]
-    for r in failed:
-        c = r["check"]
-        click.echo(
-            f"FAIL {r['board']}: {c['mismatched_images']} of {c['images']} images differ "
-            f"({c['mismatched_bytes']} bytes; first: image {c['first_mismatch']})",
-            err=True,
-        )
+    if not json_to_stdout(json_out):
+        _print_reports(reports)
     if json_out is not None:
-        atomic_write_json(json_out, result)
-    if not failed:
+        write_json(json_out, result)
+    failed = [r for r in reports if not r["passed"]]
+    if failed:
+        from lenet_edge.errors import GateError
+
+        raise GateError(
+            "outputs differ from TFLM on "
+            + "; ".join(
+                f"{r['board']} ({r['check']['mismatched_images']} of {r['check']['images']} "
+                f"images, {r['check']['mismatched_bytes']} bytes; first: image "
+                f"{r['check']['first_mismatch']})"
+                for r in failed
+            )
+        )
+    if not json_to_stdout(json_out):
         what = " (modified sources, not the export)" if changes else ""
         click.echo(f"all outputs match on {', '.join(names)}{what}")
-    return 1 if failed else 0
+    return 0

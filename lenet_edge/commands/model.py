@@ -13,19 +13,22 @@ def model_options(f: click.decorators.FC) -> click.decorators.FC:
         "--c3",
         type=click.Choice(C3_MODES),
         default=None,
-        help="C3 connections: sparse (LeCun Table I) or full. Default: per variant.",
+        show_default="per variant",
+        help="C3 connections: sparse (LeCun Table I) or full.",
     )(f)
     f = click.option(
         "--pooling",
         type=click.Choice(POOLINGS),
         default=None,
-        help="Pooling. Default: per variant.",
+        show_default="per variant",
+        help="Pooling.",
     )(f)
     f = click.option(
         "--activation",
         type=click.Choice(ACTIVATIONS),
         default=None,
-        help="Hidden activation. Default: per variant.",
+        show_default="per variant",
+        help="Hidden activation.",
     )(f)
     f = click.option(
         "--variant",

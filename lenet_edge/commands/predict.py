@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from lenet_edge.commands._common import check_json_output, json_option, json_to_stdout, write_json
 
 EPILOG = (
     "Preprocessing, as MNIST's: grayscale; dark ink on a light background is inverted (the "
@@ -20,8 +21,8 @@ EPILOG = (
 @click.command("predict", epilog=EPILOG)
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def command(model: Path, images: tuple[Path, ...], as_json: bool) -> None:
+@json_option("Write the predictions as JSON to FILE.")
+def command(model: Path, images: tuple[Path, ...], json_out: Path | None) -> None:
     """Classify digit pictures (PNG, JPG, ...; any size, colour or grayscale, either polarity)
     with MODEL, a .keras model from `train` or a .tflite (int8 or float) from `quantize`.
 
@@ -29,6 +30,7 @@ def command(model: Path, images: tuple[Path, ...], as_json: bool) -> None:
     """
     from lenet_edge.predict import check_model_file, classify, load_digits, prediction_record
 
+    check_json_output(json_out, model, *images)
     checked = check_model_file(model)  # cheap checks, no TensorFlow
     digits = load_digits(list(images))
 
@@ -36,10 +38,11 @@ def command(model: Path, images: tuple[Path, ...], as_json: bool) -> None:
 
     probs, how = classify(checked, np.stack([d.image for d in digits]))
     records = [prediction_record(d, p) for d, p in zip(digits, probs, strict=True)]
-    if as_json:
+    if json_out is not None:
         doc = {"model": str(model), "computed_with": how, "predictions": records}
-        click.echo(json.dumps(doc, indent=2))
-        return
+        write_json(json_out, doc)
+        if json_to_stdout(json_out):
+            return
     width = max(len(r["image"]) for r in records)
     for r in records:
         top = ", ".join(f"{t['class']} {t['probability']:.4f}" for t in r["top3"])

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import click
 
-from lenet_edge.commands._common import data_dir_option, quiet_option, seed_option
-from lenet_edge.quantize import DEFAULT_CALIBRATION_SAMPLES, IO_TYPES
+from lenet_edge.commands._common import (
+    count,
+    data_dir_option,
+    out_option,
+    quiet_option,
+    seed_option,
+)
+from lenet_edge.quantize import DEFAULT_CALIBRATION_SAMPLES, IO_TYPES, quant_json_path
 
 EPILOG = (
-    "Writes OUT and a quant.json record beside it (op list; every tensor's name, shape, dtype, "
+    "Writes OUT and its quantization record beside it, named after it (model_int8.tflite -> "
+    "model_int8.quant.json: op list; every tensor's name, shape, dtype, "
     "scales and zero points; size; SHA-256; the command line). The same model, options and "
     "seed give a byte-identical .tflite. Fails, writing nothing, if the graph would need any "
     "float op or if the C3 connection mask does not survive as exact zeros."
@@ -52,16 +59,10 @@ def _command_line(
 
 @click.command("quantize", epilog=EPILOG)
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="Output .tflite file.",
-)
+@out_option("Output .tflite file.", directory=False)
 @click.option(
     "--calibration-samples",
-    type=click.IntRange(min=1, max=55000),
+    type=count(1, 55000),
     default=DEFAULT_CALIBRATION_SAMPLES,
     show_default=True,
     help="Representative images drawn with --seed from the training split (never "
@@ -86,7 +87,8 @@ def _command_line(
     "--quant-json",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Where to write the quantization record.  [default: quant.json beside OUT]",
+    show_default="OUT with .quant.json for .tflite",
+    help="Where to write the quantization record.",
 )
 @click.option(
     "--check-determinism",
@@ -123,7 +125,7 @@ def command(
     check_keras_file(model)
     if out.suffix.lower() in (".keras", ".h5", ".json"):
         raise click.UsageError(f"--out {out} should be a .tflite path")
-    record_path = quant_json if quant_json is not None else out.parent / "quant.json"
+    record_path = quant_json if quant_json is not None else quant_json_path(out)
     if out.resolve() == model.resolve():
         raise click.UsageError("--out would overwrite the input model")
     if record_path.resolve() in (out.resolve(), model.resolve()):
@@ -133,10 +135,11 @@ def command(
     mnist = data.load(data_dir)
 
     from lenet_edge.model import keras_input_shape, load_keras_model
-    from lenet_edge.quantize import quant_record, quantize_keras
+    from lenet_edge.quantize import check_finite_weights, quant_record, quantize_keras
     from lenet_edge.verify import NUM_CLASSES, image_side
 
     keras_model = load_keras_model(model)
+    check_finite_weights(keras_model, model)
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise ModelFileError(f"{model}: expected one input and one output")
     image_side(keras_input_shape(keras_model))

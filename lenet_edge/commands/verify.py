@@ -5,11 +5,19 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from lenet_edge.commands._common import data_dir_option, quiet_option
+from lenet_edge.commands._common import (
+    PercentType,
+    check_json_output,
+    count,
+    data_dir_option,
+    json_option,
+    json_to_stdout,
+    quiet_option,
+    write_json,
+)
 from lenet_edge.interpreters import BACKENDS
 
 EPILOG = (
@@ -23,27 +31,6 @@ EPILOG = (
     "is measured on this host (x86-64). Exit status: 0 passed, 1 failed (including "
     "--min-accuracy), 2 usage error."
 )
-
-
-class PercentType(click.ParamType):
-    """An accuracy in percent: ``99.1`` or ``99.1%``. Fractions (<= 1) are refused."""
-
-    name = "PERCENT"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        text = str(value).strip().rstrip("%").strip()
-        try:
-            v = float(text)
-        except ValueError:
-            self.fail(f"{value!r} is not a number (give a percentage such as 99.0)", param, ctx)
-        if not 1.0 < v <= 100.0:
-            hint = f" ({v} looks like a fraction; write {100 * v:g})" if 0 < v <= 1 else ""
-            self.fail(f"{value} is not a percentage in (1, 100]{hint}", param, ctx)
-        return v
 
 
 def _command_line(
@@ -100,17 +87,12 @@ def _command_line(
     help="CI gate, in PERCENT (e.g. 98.5 or 98.5%): exit 1 when the top-1 accuracy "
     "on any backend is below it. The JSON is written first.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Write every figure to this JSON file.",
-)
+@json_option("Write every figure as JSON to FILE.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1, max=10000),
+    type=count(1, 10000),
     default=None,
+    show_default="all 10,000",
     help="Only the first N test images (smoke runs; the report says so).",
 )
 @click.option(
@@ -137,7 +119,6 @@ def command(
     """
     from lenet_edge import __version__, data
     from lenet_edge.errors import LenetEdgeError
-    from lenet_edge.fsutil import atomic_write_json, check_output_file
     from lenet_edge.interpreters import read_tflite
     from lenet_edge.train import package_versions
     from lenet_edge.verify import (
@@ -151,10 +132,7 @@ def command(
     )
 
     # Validate every input (and the output path) before any heavy work.
-    if json_out is not None:
-        for what, path in (("the model", model), ("the --reference model", reference)):
-            if path is not None and json_out.resolve() == path.resolve():
-                raise click.UsageError(f"--json {json_out} would overwrite {what}")
+    check_json_output(json_out, model, reference)
     tfl = read_tflite(model)
     try:
         image_side(tfl.input.shape)
@@ -163,8 +141,6 @@ def command(
     checked_reference = None
     if reference is not None:
         checked_reference = check_reference_file(reference, expect=tfl)
-    if json_out is not None:
-        check_output_file(json_out, [model, reference], option="--json")
     names, skipped = resolve_backends(list(backends))
     mnist = data.load(data_dir)
     images, labels = mnist.x_test, mnist.y_test
@@ -202,13 +178,13 @@ def command(
             "passed": worst >= min_accuracy,
         }
     sys.stderr.flush()
-    click.echo(format_report(report))
+    text = not json_to_stdout(json_out)
+    if text:
+        click.echo(format_report(report))
     if json_out is not None:
-        try:
-            atomic_write_json(json_out, report)
-        except OSError as exc:
-            raise LenetEdgeError(f"cannot write {json_out}: {exc.strerror or exc}") from None
-        click.echo(f"\nfigures written to {json_out}")
+        write_json(json_out, report)
+        if text:
+            click.echo(f"\nfigures written to {json_out}")
     check_min_accuracy(report, min_accuracy)
-    if min_accuracy is not None:
+    if min_accuracy is not None and text:
         click.echo(f"passed: accuracy >= {min_accuracy:g}% on {', '.join(report['results'])}")
