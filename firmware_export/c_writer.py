@@ -242,6 +242,7 @@ class StandaloneWriter:
         fn = self.n(f"{s.name}_tile")
         self.n(f"{s.name}_tile_at")
         self.n(f"{s.name}_tile_fill")
+        self.n(f"{s.name}_tile_x86")
         w = self.array(
             "int32_t",
             f"{s.name}_weights",
@@ -656,6 +657,8 @@ class StandaloneWriter:
             "fc_rows_dsp",
             "fc_rows_avx2",
             "fc_fold_avx2",
+            "fc_expand_avx2",
+            "host_simd_unused",
             "requantize_fast16",
             "sat8x16",
             "lookup16",
@@ -687,6 +690,8 @@ class StandaloneWriter:
             "ALIGN",
             "H",
             "ARITH_H",
+            "LAYERS_H",
+            "HOST_SIMD_H",
             "KERNELS_H",
             "WEIGHTS_H",
             "TRACE",
@@ -741,17 +746,31 @@ class StandaloneWriter:
         files[f"{p}_kernels.h"] = render(
             "kernels.h.j2",
             **common,
-            tile_functions=self.tile_functions,
             # Only the kernels this model uses are declared (and defined).
             kinds=sorted({s.kind for s in plan.steps}),
             generic=self.generic_conv,
             conv_block=CONV_BLOCK,
             fc_rows=FC_ROWS,
         )
-        for kind in sorted({s.kind for s in plan.steps}):
+        kinds = {s.kind for s in plan.steps}
+        for kind in sorted(kinds):
+            if kind == "conv" and not self.generic_conv:
+                continue  # every convolution is a tile layer (the layers file)
             files[f"{p}_{KERNEL_FILES[kind][: -len('.c.j2')]}.c"] = render(
-                KERNEL_FILES[kind], **common, tiles=self.tiles, generic=self.generic_conv
+                KERNEL_FILES[kind], **common
             )
+        if self.tiles:
+            files[f"{p}_layers.h"] = render(
+                "layers.h.j2", **common, tile_functions=self.tile_functions
+            )
+            files[f"{p}_layers.c"] = render("layers.c.j2", **common, tiles=self.tiles)
+        fc = "fully_connected" in kinds
+        if self.tiles or fc:
+            # The x86 (AVX2 / AVX-512) code, which a firmware build does not need.
+            files[f"{p}_host_simd.h"] = render(
+                "host_simd.h.j2", **common, tile_functions=self.tile_functions, fc=fc
+            )
+            files[f"{p}_host_simd.c"] = render("host_simd.c.j2", **common, tiles=self.tiles, fc=fc)
         arrays = [a.as_context() for a in self.arrays]
         files[f"{p}_weights.h"] = render("weights.h.j2", **common, arrays=arrays)
         files[f"{p}_weights.c"] = render("weights.c.j2", **common, arrays=arrays, align=ARRAY_ALIGN)
@@ -760,6 +779,7 @@ class StandaloneWriter:
             **common,
             layers=self.layers,
             calls=self.calls,
+            tiles=bool(self.tiles),
             scratch_size=scratch,
             memory_lines=self.memory_lines(),
         )
