@@ -2,11 +2,12 @@
 
 The writer only spells out what the plan decided: arrays, parameter blocks in the order of
 the C structs, and the call sequence. Kernel sources are fixed templates (one kernel per
-file) instantiated for the prefix; a convolution planned as a *tile* convolution also gets
-its own function in the convolution file, with the layer's dimensions as constants and the
-straight-line code of one 2x2 block written by ``firmware_export.tile`` (for the Cortex-M DSP
-extension, for portable C and for x86 AVX2 / AVX-512).
-"""
+file, no model data: their parameters come from the caller) instantiated for the prefix. A
+convolution planned as a *tile* convolution gets its own function in ``<prefix>_layers.c``,
+with the layer's dimensions as constants and the straight-line code of one 2x2 block written
+by ``firmware_export.tile`` (Cortex-M DSP extension and portable C); its x86 AVX2 / AVX-512
+version, like the fully connected kernel's, is in ``<prefix>_host_simd.c``, which only x86
+builds compile to code."""
 
 from __future__ import annotations
 
