@@ -2,11 +2,12 @@
 
 The writer only spells out what the plan decided: arrays, parameter blocks in the order of
 the C structs, and the call sequence. Kernel sources are fixed templates (one kernel per
-file) instantiated for the prefix; a convolution planned as a *tile* convolution also gets
-its own function in the convolution file, with the layer's dimensions as constants and the
-straight-line code of one 2x2 block written by ``firmware_export.tile`` (for the Cortex-M DSP
-extension, for portable C and for x86 AVX2 / AVX-512).
-"""
+file, no model data: their parameters come from the caller) instantiated for the prefix. A
+convolution planned as a *tile* convolution gets its own function in ``<prefix>_layers.c``,
+with the layer's dimensions as constants and the straight-line code of one 2x2 block written
+by ``firmware_export.tile`` (Cortex-M DSP extension and portable C); its x86 AVX2 / AVX-512
+version, like the fully connected kernel's, is in ``<prefix>_host_simd.c``, which only x86
+builds compile to code."""
 
 from __future__ import annotations
 
@@ -242,6 +243,7 @@ class StandaloneWriter:
         fn = self.n(f"{s.name}_tile")
         self.n(f"{s.name}_tile_at")
         self.n(f"{s.name}_tile_fill")
+        self.n(f"{s.name}_tile_x86")
         w = self.array(
             "int32_t",
             f"{s.name}_weights",
@@ -656,6 +658,8 @@ class StandaloneWriter:
             "fc_rows_dsp",
             "fc_rows_avx2",
             "fc_fold_avx2",
+            "fc_expand_avx2",
+            "host_simd_unused",
             "requantize_fast16",
             "sat8x16",
             "lookup16",
@@ -687,6 +691,8 @@ class StandaloneWriter:
             "ALIGN",
             "H",
             "ARITH_H",
+            "LAYERS_H",
+            "HOST_SIMD_H",
             "KERNELS_H",
             "WEIGHTS_H",
             "TRACE",
@@ -741,17 +747,31 @@ class StandaloneWriter:
         files[f"{p}_kernels.h"] = render(
             "kernels.h.j2",
             **common,
-            tile_functions=self.tile_functions,
             # Only the kernels this model uses are declared (and defined).
             kinds=sorted({s.kind for s in plan.steps}),
             generic=self.generic_conv,
             conv_block=CONV_BLOCK,
             fc_rows=FC_ROWS,
         )
-        for kind in sorted({s.kind for s in plan.steps}):
+        kinds = {s.kind for s in plan.steps}
+        for kind in sorted(kinds):
+            if kind == "conv" and not self.generic_conv:
+                continue  # every convolution is a tile layer (the layers file)
             files[f"{p}_{KERNEL_FILES[kind][: -len('.c.j2')]}.c"] = render(
-                KERNEL_FILES[kind], **common, tiles=self.tiles, generic=self.generic_conv
+                KERNEL_FILES[kind], **common
             )
+        if self.tiles:
+            files[f"{p}_layers.h"] = render(
+                "layers.h.j2", **common, tile_functions=self.tile_functions
+            )
+            files[f"{p}_layers.c"] = render("layers.c.j2", **common, tiles=self.tiles)
+        fc = "fully_connected" in kinds
+        if self.tiles or fc:
+            # The x86 (AVX2 / AVX-512) code, which a firmware build does not need.
+            files[f"{p}_host_simd.h"] = render(
+                "host_simd.h.j2", **common, tile_functions=self.tile_functions, fc=fc
+            )
+            files[f"{p}_host_simd.c"] = render("host_simd.c.j2", **common, tiles=self.tiles, fc=fc)
         arrays = [a.as_context() for a in self.arrays]
         files[f"{p}_weights.h"] = render("weights.h.j2", **common, arrays=arrays)
         files[f"{p}_weights.c"] = render("weights.c.j2", **common, arrays=arrays, align=ARRAY_ALIGN)
@@ -760,6 +780,7 @@ class StandaloneWriter:
             **common,
             layers=self.layers,
             calls=self.calls,
+            tiles=bool(self.tiles),
             scratch_size=scratch,
             memory_lines=self.memory_lines(),
         )

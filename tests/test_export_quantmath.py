@@ -157,7 +157,7 @@ def test_fast_requantization_is_tflm_double_rounding(
     """The kernels' fast form (one rounding high multiply of the doubled accumulator, one
     add-and-shift with the zero point folded in) equals TFLM's MultiplyByQuantizedMultiplier
     plus the zero point on every accumulator the plan allows it for."""
-    from firmware_export.plan import _fast_requant
+    from firmware_export.plan import fast_requant as _fast_requant
 
     m, shift = qm.quantize_multiplier(real)
     fast = _fast_requant([shift], zp, bound)
