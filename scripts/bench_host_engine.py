@@ -26,14 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from firmware_export.export import export_model, write_export
+from firmware_export.tflm import TflmModel, engine_reference_outputs
+from lenet_edge import data, engine_bench
+from lenet_edge.bench import describe_machine
+from lenet_edge.fsutil import atomic_write_json
 
-from firmware_export.export import export_model, write_export  # noqa: E402
-from firmware_export.tflm import TflmModel, engine_reference_outputs  # noqa: E402
-from lenet_edge import data, engine_bench  # noqa: E402
-from lenet_edge.bench import describe_machine  # noqa: E402
-from lenet_edge.fsutil import atomic_write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from lenet_edge import data
+from lenet_edge.bench import describe_machine
+from lenet_edge.errors import LenetEdgeError
+from lenet_edge.fsutil import atomic_write_json, sha256_file
 
-from lenet_edge import data  # noqa: E402
-from lenet_edge.bench import describe_machine  # noqa: E402
-from lenet_edge.errors import LenetEdgeError  # noqa: E402
-from lenet_edge.fsutil import atomic_write_json, sha256_file  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _int_list(minimum: int) -> Callable[[str], list[int]]:

@@ -24,13 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from lenet_edge.fsutil import atomic_write_json
+from lenet_edge.fuzz.engine import EngineFuzzError, fuzz
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-
-from engine_fuzz import EngineFuzzError, fuzz  # noqa: E402
-
-from lenet_edge.fsutil import atomic_write_json  # noqa: E402
 
 
 def main() -> int:

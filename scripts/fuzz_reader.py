@@ -6,7 +6,7 @@
 
 Each case mutates the seed model (a real LeNet int8 .tflite; default runs/default/
 model_int8.tflite, made by `make run`) with a plan drawn from random.Random(f"{seed}:{case}")
-(see tests/tflite_fuzz.py), then runs read_model -> check_graph -> build_plan; every
+(see lenet_edge/fuzz/tflite_mutate.py), then runs read_model -> check_graph -> build_plan; every
 --render-every'th case that gets that far also runs the C writer, and every
 --export-every'th the whole export_model, TFLM included. A case must end in
 FirmwareExportError or in success. Anything else (another exception, a crash of the worker,
@@ -27,18 +27,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-
-from fuzz_runner import Bug, run_campaign  # noqa: E402
-from tflite_fuzz import (  # noqa: E402
+from lenet_edge.fuzz.runner import Bug, run_campaign
+from lenet_edge.fuzz.tflite_mutate import (
     find_sites,
     memoize_pure_math,
     mutate,
     random_plan,
     run_case,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

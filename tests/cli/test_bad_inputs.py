@@ -34,12 +34,10 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
-from export_helpers import MCU_TOOLS, skip_unless
-from tflite_build import ModelBuilder, edit_model, pack
 
 from lenet_edge import data
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.export_helpers import MCU_TOOLS, skip_unless
+from tests.support.tflite_build import ModelBuilder, edit_model, pack
 
 # ----------------------------------------------------------------------------- the inputs
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from engine_fuzz import EngineFuzzError, build, extremes, fuzz, run_api, run_files
-from export_helpers import requires
 
 from firmware_export.export import export_model, write_export
 from firmware_export.mnist import mnist_inputs
+from lenet_edge.fuzz.engine import EngineFuzzError, build, extremes, fuzz, run_api, run_files
+from tests.support.export_helpers import requires
 
 pytestmark = requires("gcc")
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_helpers import MCU_TOOLS, need_toolchain
 
 from firmware_export import mcu
 from firmware_export.mcu import trace
 from firmware_export.mcu.toolchain import failure_detail
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import BOARDS, command
+from tests.support.export_helpers import MCU_TOOLS, need_toolchain
 
 # The memory map of issue 5: (core, flash origin, flash size, RAM origin, RAM size).
 EXPECTED_BOARDS = {

@@ -2,8 +2,9 @@
 
 The long run (100,000 cases and more) is ``python scripts/fuzz_reader.py`` (``make
 fuzz-reader``); both drive the same structure-aware mutations of a real LeNet .tflite
-(tests/tflite_fuzz.py) through read_model -> check_graph -> build_plan -> the C writer and, for
-a sample, the whole export with TFLM. Each case must end in FirmwareExportError or succeed.
+(lenet_edge/fuzz/tflite_mutate.py) through read_model -> check_graph -> build_plan -> the C
+writer and, for a sample, the whole export with TFLM. Each case must end in
+FirmwareExportError or succeed.
 
 The regression tests at the end are the bugs the fuzzer found, each of which used to end in
 another exception (IndexError, ZeroDivisionError, AttributeError, ValueError) or a crash of
@@ -23,14 +24,14 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
-from fuzz_runner import run_campaign
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tflite_build import edit_model, pack
-from tflite_fuzz import find_sites, mutate, random_plan, run_case
 
 from firmware_export.errors import FirmwareExportError
 from firmware_export.reader import load_graph
+from lenet_edge.fuzz.runner import run_campaign
+from lenet_edge.fuzz.tflite_mutate import find_sites, mutate, random_plan, run_case
+from tests.support.tflite_build import edit_model, pack
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 from ai_edge_litert import schema_py_generated as s
 from hypothesis import given
 from hypothesis import strategies as st
-from tflite_build import single_op_model
 
 from firmware_export import quantmath as qm
 from firmware_export.tflm import TflmModel
+from tests.support.tflite_build import single_op_model
 
 INT32 = st.integers(min_value=qm.INT32_MIN, max_value=qm.INT32_MAX)
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)

@@ -14,12 +14,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from export_helpers import need_toolchain
 from test_export_kernels import MODELS, _inputs, render_standalone
 
 from firmware_export import mcu
 from firmware_export.csyntax import c_values
 from firmware_export.export import reference_outputs
+from tests.support.export_helpers import need_toolchain
 
 N_INPUTS = 24
 

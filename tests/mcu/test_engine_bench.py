@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from export_helpers import requires
 
 from firmware_export.export import export_model, write_export
 from firmware_export.tflm import engine_reference_outputs
 from lenet_edge import engine_bench
 from lenet_edge.errors import LenetEdgeError
+from tests.support.export_helpers import requires
 
 pytestmark = requires("gcc")
 

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from export_helpers import (
+
+from firmware_export.c_writer import StandaloneWriter
+from firmware_export.export import export_model, model_feed, write_export
+from firmware_export.mnist import mnist_input, mnist_inputs
+from firmware_export.plan import Plan, build_plan
+from firmware_export.reader import load_graph
+from tests.support import C_DIR
+from tests.support.export_helpers import (
     SANITIZE,
     EngineRun,
     compile_harness,
@@ -27,13 +34,7 @@ from export_helpers import (
     skip_unless,
     tflm_tensors,
 )
-from tflite_build import retarget_output
-
-from firmware_export.c_writer import StandaloneWriter
-from firmware_export.export import export_model, model_feed, write_export
-from firmware_export.mnist import mnist_input, mnist_inputs
-from firmware_export.plan import Plan, build_plan
-from firmware_export.reader import load_graph
+from tests.support.tflite_build import retarget_output
 
 pytestmark = requires("gcc")
 
@@ -291,7 +292,7 @@ def test_float_and_uint8_interfaces(engines: Any, variant: str) -> None:
     example = (e.out_dir / "tflm" / "lenet_tflm_example.cc").read_text()
     assert ("input->data.f[i] = image[i];" in example) == (variant == "io_float32")
     assert ("input->data.uint8[i]" in example) == (variant == "io_uint8")
-    stub = Path(__file__).resolve().parent / "c" / "tflm_stub"
+    stub = C_DIR / "tflm_stub"
     subprocess.run(
         [
             "g++",
@@ -386,7 +387,7 @@ def test_quantize_mnist_matches_python_on_all_test_images(
             "-DENGINE_INPUT_SIZE=LENET_INPUT_SIZE",
             "-DENGINE_QUANTIZE=lenet_quantize_mnist",
             str(sa / "lenet_quantize.c"),
-            str(Path(__file__).parent / "c" / "quantize_harness.c"),
+            str(C_DIR / "quantize_harness.c"),
             "-o",
             str(binary),
         ]
@@ -416,7 +417,7 @@ def test_api_is_robust_to_bad_pointers(engines: Any, tmp_path: Path) -> None:
             "-I",
             str(sa),
             *sorted(map(str, sa.glob("*.c"))),
-            str(Path(__file__).parent / "c" / "api_check.c"),
+            str(C_DIR / "api_check.c"),
             "-o",
             str(binary),
         ],

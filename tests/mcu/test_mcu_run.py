@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from export_helpers import need_toolchain
 
 from firmware_export import mcu
 from lenet_edge import data
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import BOARDS, Expected
+from tests.support.export_helpers import need_toolchain
 
 #: Embedded vectors per board in the default suite: as many as fit on the small parts; a
 #: bounded number on the 4 MB MPS2 boards (the full set runs in the slow streaming tests).

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
-from tflite_build import ModelBuilder, edit_model, pack, single_op_model
 
 from firmware_export.errors import FirmwareExportError
 from firmware_export.plan import build_plan
 from firmware_export.reader import load_graph, read_model
 from lenet_edge.cli import main
+from tests.support.tflite_build import ModelBuilder, edit_model, pack, single_op_model
 
 
 def fc_model(

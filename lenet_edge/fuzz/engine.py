@@ -1,7 +1,7 @@
 """Fuzz the generated C engine under AddressSanitizer and UBSan, against TFLM.
 
-Used by ``tests/test_fuzz_engine.py`` (short) and ``scripts/fuzz_engine.py`` (the long run).
-The harness is ``tests/c/fuzz_engine.c``: it generates seeded random inputs itself (eight
+Used by ``tests/fuzz/test_fuzz_engine.py`` (short) and ``scripts/fuzz_engine.py`` (long).
+The harness is ``fuzz_engine.c`` beside this module: it generates seeded random inputs itself (eight
 families, from uniform noise to MNIST-like strokes and checkers), checks on every input what
 Python cannot see (status, untouched input, predict == argmax, no dependence on the prior
 scratch contents) and writes every output plus a sample of the inputs, which are compared
@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from export_helpers import SANITIZE, compile_harness
 
-HARNESS = Path(__file__).resolve().parent / "c" / "fuzz_engine.c"
+from firmware_export.hostbuild import SANITIZE, HostBuildError, compile_harness
+
+HARNESS = Path(__file__).resolve().parent / "fuzz_engine.c"
 
 
 class EngineFuzzError(AssertionError):
@@ -33,7 +34,7 @@ def build(standalone: Path, binary: Path, flags: list[str] | None = None) -> Pat
         return compile_harness(
             standalone, binary, list(SANITIZE if flags is None else flags), harness=HARNESS
         )
-    except AssertionError as exc:
+    except HostBuildError as exc:
         raise EngineFuzzError(str(exc)) from None
 
 
@@ -102,10 +103,11 @@ def extremes(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 def tflm_outputs(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
-    """TFLM's int8 outputs [N, output_size] for int8 ``inputs`` (a model with int8 I/O)."""
-    from firmware_export.tflm import TflmModel
+    """TFLM's int8 outputs [N, output_size] for int8 ``inputs``: the one function for the
+    expected outputs (:func:`firmware_export.tflm.engine_reference_outputs`)."""
+    from firmware_export.tflm import engine_reference_outputs
 
-    return TflmModel(model_bytes).run(inputs).reshape(len(inputs), -1).astype(np.int8)
+    return engine_reference_outputs(model_bytes, inputs).astype(np.int8)
 
 
 @dataclass

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import STRICT, requires
 
 from firmware_export.csyntax import C_KEYWORDS, CXX_KEYWORDS, reserved_reason
 from firmware_export.export import export_model, write_export
 from lenet_edge.cli import main
+from tests.support import C_DIR
+from tests.support.export_helpers import STRICT, requires
 
-STUB = Path(__file__).resolve().parent / "c" / "tflm_stub"
+STUB = C_DIR / "tflm_stub"
 CXX_STRICT = ["-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow"]
 
 

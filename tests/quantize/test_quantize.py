@@ -15,6 +15,7 @@ from lenet_edge.cli import main
 from lenet_edge.interpreters import OpInfo, TensorInfo, TfliteModel, read_tflite
 from lenet_edge.model import c3_mask
 from lenet_edge.quantize import calibration_images, int8_problems
+from tests.support import ROOT
 
 SEED_OPS = [
     "CONV_2D", "LOGISTIC", "AVERAGE_POOL_2D",
@@ -203,7 +204,7 @@ def test_calibration_sweep_script_measures_on_the_validation_split(trained_model
     writes one row per count and seed, on validation images only."""
     model = trained_model() / "model.keras"
     out = tmp_path / "sweep.json"
-    script = Path(__file__).resolve().parent.parent / "scripts" / "calibration_sweep.py"
+    script = ROOT / "scripts" / "calibration_sweep.py"
     argv = [str(model), "--counts", "10,30", "--seeds", "0", "--val-limit", "300"]
     proc = subprocess.run(
         [sys.executable, str(script), *argv, "--out", str(out)],

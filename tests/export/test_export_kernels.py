@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
-from export_helpers import SANITIZE, compile_harness, requires, run_engine
-from tflite_build import ModelBuilder
 
 from firmware_export.c_writer import StandaloneWriter
 from firmware_export.plan import ConvStep, FullyConnectedStep, build_plan
 from firmware_export.reader import load_graph
 from firmware_export.tflm import TflmModel
+from tests.support.export_helpers import SANITIZE, compile_harness, requires, run_engine
+from tests.support.tflite_build import ModelBuilder
 
 pytestmark = requires("gcc")
 

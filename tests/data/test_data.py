@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_helpers import skip_unless
 
 from lenet_edge import data
 from lenet_edge.errors import DataError
+from tests.support.export_helpers import skip_unless
 
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

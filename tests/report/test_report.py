@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from export_helpers import MCU_TOOLS, skip_unless
 
 from lenet_edge import data
 from lenet_edge.cli import main
 from lenet_edge.report import Options, write_report
+from tests.support.export_helpers import MCU_TOOLS, skip_unless
 
 MODERN = {"variant": "modern"}
 LIMIT = 300
@@ -165,12 +165,12 @@ def test_sqnr_per_layer_matches_retargeted_outputs(run, mnist):
     re-targeted so that the layer's tensor is the graph output, run on LiteRT's reference
     kernels, against a Keras sub-model; the tensors are picked from the known op order."""
     import keras
-    from tflite_build import retarget_output
 
     from lenet_edge.interpreters import LiteRTRunner, read_tflite
     from lenet_edge.model import load_keras_model
     from lenet_edge.report import discover, layer_sqnr
     from lenet_edge.verify import dequantize, prepare_inputs
+    from tests.support.tflite_build import retarget_output
 
     model = read_tflite(run / "model_int8.tflite")
     assert model.op_names == [
@@ -338,7 +338,7 @@ def test_report_of_a_run_without_int8_model_says_what_is_missing(run, tmp_path, 
 
 
 def test_report_errors_are_one_line(run, tmp_path, capsys):
-    from tflite_build import edit_model, pack
+    from tests.support.tflite_build import edit_model, pack
 
     assert main(["report", str(tmp_path / "nowhere")]) == 1
     assert "no such directory" in _only_line(capsys.readouterr().err)

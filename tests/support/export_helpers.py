@@ -16,15 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-HARNESS = Path(__file__).resolve().parent / "c" / "harness.c"
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow"]
-SANITIZE = [
-    "-O1",
-    "-g",
-    "-fno-omit-frame-pointer",
-    "-fsanitize=address,undefined",
-    "-fno-sanitize-recover=all",
-]
+from firmware_export import hostbuild
+from firmware_export.cflags import C_STRICT
+from tests.support import C_DIR
+
+HARNESS = C_DIR / "harness.c"
+STRICT = list(C_STRICT)
+SANITIZE = list(hostbuild.SANITIZE)
 
 _TFLM_CACHE: dict[tuple[str, str, tuple[int, ...]], dict[int, np.ndarray]] = {}
 
@@ -77,38 +75,12 @@ def compile_harness(
     trace: bool = False,
     harness: Path = HARNESS,
 ) -> Path:
-    """Build the engine in ``standalone`` with ``harness`` (default tests/c/harness.c) into
-    ``binary``.
-
-    With ``trace`` the engine's debug hook is compiled in and the harness implements it.
-    """
-    P = prefix.upper()
-    defines = [
-        f'-DENGINE_HEADER="{prefix}.h"',
-        f"-DENGINE_INPUT_SIZE={P}_INPUT_SIZE",
-        f"-DENGINE_OUTPUT_SIZE={P}_OUTPUT_SIZE",
-        f"-DENGINE_SCRATCH_SIZE={P}_SCRATCH_SIZE",
-        f"-DENGINE_INFER={prefix}_infer",
-    ]
-    if trace:
-        defines += [f"-D{P}_TRACE", f"-DENGINE_TRACE_FN={prefix}_trace"]
-    sources = sorted(str(p) for p in standalone.glob("*.c"))
-    cmd = [
-        cc,
-        *flags,
-        "-std=c99",
-        "-I",
-        str(standalone),
-        *defines,
-        *sources,
-        str(harness),
-        "-o",
-        str(binary),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise AssertionError(f"compile failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return binary
+    """:func:`firmware_export.hostbuild.compile_harness` with the trace harness by default; a
+    failed build fails the test with the compiler's output."""
+    try:
+        return hostbuild.compile_harness(standalone, binary, flags, harness, prefix, cc, trace)
+    except hostbuild.HostBuildError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 class EngineRun:

@@ -156,7 +156,7 @@ def test_seed_plan_fusions_and_in_place(int8_model: Any) -> None:
 
 
 def test_dead_ops_are_pruned(int8_model: Any) -> None:
-    from tflite_build import retarget_output
+    from tests.support.tflite_build import retarget_output
 
     data = int8_model().read_bytes()
     graph = load_graph(data)
