@@ -19,17 +19,17 @@ import numpy as np
 
 from firmware_export import __version__
 from firmware_export import plan as planmod
-from firmware_export.c_writer import StandaloneWriter
 from firmware_export.csyntax import banner as make_banner
 from firmware_export.csyntax import check_prefix
 from firmware_export.digest import sha256_bytes
+from firmware_export.emit.standalone import StandaloneWriter
+from firmware_export.emit.testvec import render_test
+from firmware_export.emit.tflm import Arena, render_tflm
 from firmware_export.errors import FirmwareExportError
 from firmware_export.graph import Graph
 from firmware_export.mnist import mnist_input, mnist_inputs, mnist_size
 from firmware_export.reader import load_graph
-from firmware_export.testvec_writer import render_test
 from firmware_export.tflm import TflmModel, min_arena_size
-from firmware_export.tflm_writer import Arena, render_tflm
 
 DEFAULT_PREFIX = "lenet"
 DEFAULT_TEST_VECTORS = 100

@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 
+from firmware_export.checks import find_boundary
 from firmware_export.errors import FirmwareExportError
 from firmware_export.graph import Graph, Op, PackOptions, StridedSliceOptions, Tensor
 from firmware_export.plan.arena import assign_memory
@@ -16,7 +17,6 @@ from firmware_export.plan.lower_conv import lower_conv
 from firmware_export.plan.lower_fc import lower_fc
 from firmware_export.plan.lower_other import lower_elementwise, lower_pool, lower_softmax
 from firmware_export.plan.types import ELEMENTWISE_OPS, Buffer, Plan, Step, Table, TensorInfo
-from firmware_export.reader import find_boundary
 
 
 class Planner:
@@ -226,7 +226,7 @@ def _info(t: Tensor) -> TensorInfo:
 
 def strip_boundary(g: Graph) -> tuple[Graph, list[Op]]:
     """The int8 core of ``g``: without the QUANTIZE/DEQUANTIZE that ``--io float32`` or
-    ``--io uint8`` leave at the model's edges (see ``reader.find_boundary``)."""
+    ``--io uint8`` leave at the model's edges (see ``checks.find_boundary``)."""
     b = find_boundary(g)
     if not b.ops:
         return g, []
@@ -237,7 +237,7 @@ def strip_boundary(g: Graph) -> tuple[Graph, list[Op]]:
 
 
 def build_plan(model: Graph) -> Plan:
-    """Lower ``model`` (already checked by ``reader.check_graph``) to a :class:`Plan`."""
+    """Lower ``model`` (already checked by ``checks.check_graph``) to a :class:`Plan`."""
     g, stripped = strip_boundary(model)
     planner = Planner(g)
     planner.prune()

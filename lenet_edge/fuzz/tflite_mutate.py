@@ -311,12 +311,13 @@ def run_case(model: bytes, export: bool = False, vectors: int = 2, render: bool 
     ``export_model`` with TFLM. ``FirmwareExportError`` at any stage is a clean refusal; any
     other exception propagates.
     """
-    from firmware_export.c_writer import StandaloneWriter
+    from firmware_export.checks import check_graph
+    from firmware_export.emit.standalone import StandaloneWriter
     from firmware_export.errors import FirmwareExportError
     from firmware_export.export import export_model
     from firmware_export.mnist import mnist_input
     from firmware_export.plan import build_plan
-    from firmware_export.reader import check_graph, read_model
+    from firmware_export.reader import read_model
 
     stage = "read"
     try:

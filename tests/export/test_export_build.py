@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from firmware_export.cflags import CXX_STRICT
 from firmware_export.csyntax import C_KEYWORDS, CXX_KEYWORDS, reserved_reason
 from firmware_export.export import export_model, write_export
 from lenet_edge.cli import main
@@ -18,7 +19,6 @@ from tests.support import C_DIR
 from tests.support.export_helpers import STRICT, requires
 
 STUB = C_DIR / "tflm_stub"
-CXX_STRICT = ["-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow"]
 
 
 def _export(model: Path, out: Path, mnist: Any, prefix: str = "lenet", n: int = 5) -> Path:

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from firmware_export.c_writer import StandaloneWriter
+from firmware_export.cflags import CXX_STRICT
+from firmware_export.emit.standalone import StandaloneWriter
 from firmware_export.export import export_model, model_feed, write_export
 from firmware_export.mnist import mnist_input, mnist_inputs
 from firmware_export.plan import Plan, build_plan
@@ -296,12 +297,7 @@ def test_float_and_uint8_interfaces(engines: Any, variant: str) -> None:
     subprocess.run(
         [
             "g++",
-            "-std=c++11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-Wconversion",
+            *CXX_STRICT,
             "-fsyntax-only",
             "-I",
             str(stub),

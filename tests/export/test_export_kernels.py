@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as s
 
-from firmware_export.c_writer import StandaloneWriter
+from firmware_export.emit.standalone import StandaloneWriter
 from firmware_export.plan import ConvStep, FullyConnectedStep, build_plan
 from firmware_export.reader import load_graph
 from firmware_export.tflm import TflmModel

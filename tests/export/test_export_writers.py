@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from firmware_export import csyntax
-from firmware_export.c_writer import Array, StandaloneWriter
 from firmware_export.csyntax import Names, banner, c_float, c_int, c_values, check_prefix, render
+from firmware_export.emit.standalone import Array, StandaloneWriter
+from firmware_export.emit.tflm import Arena
 from firmware_export.errors import FirmwareExportError
 from firmware_export.plan import ARENA_ALIGN, Plan, PoolSpec, Table, build_plan
 from firmware_export.reader import load_graph
-from firmware_export.tflm_writer import Arena
 
 
 def test_c_values_golden() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from firmware_export.cflags import C_STD, OPTIMIZE, WARNINGS
 from firmware_export.csyntax import Names, c_values, render
 
 
@@ -48,6 +49,7 @@ def render_test(
             "Makefile.j2",
             banner=hash_banner,
             binary=binary,
+            cflags=" ".join((C_STD, OPTIMIZE, *WARNINGS)),
             sources=" ".join([*sources, f"{p}_test_vectors.c", "main_host.c"]),
             headers=" ".join([*headers, f"{p}_test_vectors.h"]),
         ),
