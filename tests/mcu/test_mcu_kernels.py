@@ -13,46 +13,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jinja2
 import pytest
-from test_export_kernels import MODELS, _inputs, render_standalone
 
 from firmware_export import mcu
 from firmware_export.csyntax import c_values
 from firmware_export.export import reference_outputs
+from tests.support import C_DIR
 from tests.support.export_helpers import need_toolchain
+from tests.support.kernel_models import MODELS, inputs, render_standalone
 
 N_INPUTS = 24
 
-MAIN = """
-#include <string.h>
-
-#include "lenet.h"
-
-static const int8_t inputs[{n}][LENET_INPUT_SIZE] = {{
-{inputs}
-}};
-static const int8_t expected[{n}][LENET_OUTPUT_SIZE] = {{
-{expected}
-}};
-static union {{
-    int8_t bytes[LENET_SCRATCH_SIZE];
-    int32_t align;
-}} scratch;
-
-int main(void)
-{{
-    int8_t out[LENET_OUTPUT_SIZE];
-    int i;
-    int bad = 0;
-    for (i = 0; i < {n}; ++i) {{
-        if (lenet_infer(inputs[i], out, scratch.bytes) != LENET_OK) {{
-            return 2;
-        }}
-        bad += memcmp(out, expected[i], sizeof out) != 0;
-    }}
-    return bad == 0 ? 0 : 1;
-}}
-"""
 
 #: (board, DSP path) builds.
 CONFIGS = {
@@ -104,11 +76,17 @@ def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> No
     sa = tmp_path / "sa"
     sa.mkdir()
     plan = render_standalone(model, sa)
-    x = _inputs(plan.input.shape, N_INPUTS)
+    x = inputs(plan.input.shape, N_INPUTS)
     want = reference_outputs(model, plan, x)
-    rows_in = ",\n".join("    {" + c_values(v.reshape(-1).tolist(), 32) + "}" for v in x)
-    rows_out = ",\n".join("    {" + c_values(v.tolist(), 32) + "}" for v in want)
-    (sa / "main.c").write_text(MAIN.format(n=len(x), inputs=rows_in, expected=rows_out))
+    template = jinja2.Template((C_DIR / "vectors.h.j2").read_text(), keep_trailing_newline=True)
+    (sa / "vectors.h").write_text(
+        template.render(
+            count=len(x),
+            inputs=[c_values(v.reshape(-1).tolist(), 1 << 20, "") for v in x],
+            expected=[c_values(v.tolist(), 1 << 20, "") for v in want],
+        )
+    )
+    shutil.copy(C_DIR / "vectors_main.c", sa / "main.c")
     elf = build_image(sa, board, dsp, tool)
     proc = subprocess.run(
         mcu.qemu_argv(tool, board, elf, []),
