@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -387,3 +388,54 @@ def test_report_never_overwrites_what_it_reports_on(
         err = world(["report", "run", "--out", target], 2)
         assert "is the input" in err
     world(["report", "run", "--out", str(user_folder(tmp_path))], 2)
+
+
+# --------------------------------------------------------------------------------------------
+# A run folder always describes the model it holds
+
+
+@pytest.mark.parametrize("where", ["test evaluation", "curves"])
+def test_train_interrupted_after_the_last_epoch_leaves_a_consistent_folder(
+    mnist: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl-C after the last epoch (during the test evaluation or the plotting) used to leave
+    the new model.keras beside the previous run's train.json and curves."""
+    import json
+
+    from lenet_edge import train as train_mod
+    from lenet_edge.fsutil import sha256_file
+    from lenet_edge.model import LeNetConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.json").write_text('{"tool": "lenet-edge 0.1.0", "model_sha256": "old"}\n')
+    (run / "training_curves.png").write_bytes(b"old curves")
+    (run / "model.keras").write_bytes(b"old model")
+
+    def interrupt(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    if where == "curves":
+        monkeypatch.setattr(train_mod, "_save_curves", interrupt)
+    else:
+        keras = train_mod.tfenv.keras()
+        monkeypatch.setattr(keras.Model, "predict", interrupt)
+    cfg = train_mod.TrainConfig(epochs=1, limit=2000, augment=False, batch_size=128)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(mnist, LeNetConfig.resolve("seed"), cfg, run, quiet=True)
+    record = json.loads((run / "train.json").read_text())
+    assert record["model_sha256"] == sha256_file(run / "model.keras")
+    assert record["interrupted"] is True and record["test_accuracy"] is None
+    assert not (run / "training_curves.png").exists()  # the old curves described another model
+
+
+def test_comment_text_keeps_every_name_inside_its_comment() -> None:
+    from firmware_export.csyntax import banner, comment_text
+
+    for hostile in ("a\nb", "x */ y", "/* z", "end\\", "tri??/", "nul\x00", "é", "\r\n$(shell id)"):
+        safe = comment_text(hostile)
+        assert safe.isascii() and safe.isprintable(), safe
+        assert "*/" not in safe and "/*" not in safe and not safe.endswith("\\")
+        assert "??" not in safe
+    text = banner(["Source model: m\n$(shell touch X)"], style="hash")
+    assert text.count("\n") == 0 and text.startswith("# ")
