@@ -107,28 +107,34 @@ def _inside(child: Path, parent: Path) -> bool:
     return c == p or c.startswith(p.rstrip(os.sep) + os.sep)
 
 
+#: An input: a path, or ``(what, path)`` to name it in the message ("the model").
+Input = str | os.PathLike[str] | tuple[str, str | os.PathLike[str] | None] | None
+
+
 def check_not_input(
     out: str | os.PathLike[str],
-    inputs: Sequence[str | os.PathLike[str] | None],
+    inputs: Sequence[Input],
     *,
     option: str = "--out",
     directory: bool = False,
 ) -> None:
     """Refuse an output that is one of ``inputs`` (the same file by device and inode, so
-    hard links and symlinks count) or, for a ``directory`` output that gets replaced, one
-    that contains an input."""
+    relative spellings, ``..``, symlinks and hard links all count) or, for a ``directory``
+    output that gets replaced as a whole, one that contains an input."""
     if is_stream(out):
         return
     out_id = _identity(out)
-    for inp in inputs:
+    for item in inputs:
+        what, inp = item if isinstance(item, tuple) else (None, item)
         if inp is None or os.fspath(inp) == STDOUT:
             continue
-        same = out_id is not None and out_id == _identity(inp)
-        if same or (directory and _inside(Path(inp), Path(out))):
-            what = "is" if same else "contains"
+        what = what or f"the input {_show(inp)}"
+        if out_id is not None and out_id == _identity(inp):
+            raise OutputRefused(f"{option} {_show(out)} would overwrite {what}; give another path")
+        if directory and _inside(Path(inp), Path(out)):
             raise OutputRefused(
-                f"{option} {_show(out)} {what} the input {_show(inp)}; writing there would "
-                "destroy it, give another path"
+                f"{option} {_show(out)} contains {what}; replacing the directory would delete "
+                "it, give another path"
             )
 
 
@@ -146,7 +152,7 @@ def check_output_dir(
     *,
     command: str,
     record: str,
-    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    inputs: Sequence[Input] = (),
     option: str = "--out",
 ) -> Path:
     """Check a directory output before any work; return the directory really written.
@@ -204,7 +210,7 @@ def check_writable_dir(path: Path) -> None:
 
 def check_output_file(
     path: str | os.PathLike[str],
-    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    inputs: Sequence[Input] = (),
     *,
     option: str = "--out",
 ) -> None:

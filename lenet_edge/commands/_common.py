@@ -15,9 +15,12 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from lenet_edge.fsutil import Input
 
 F = Callable[..., Any]
 
@@ -144,9 +147,10 @@ def write_json(json_out: Path, doc: Any) -> None:
         ) from None
 
 
-def check_json_output(json_out: Path | None, *inputs: Path | str | None) -> None:
+def check_json_output(json_out: Path | None, *inputs: Input) -> None:
     """Fail before any work when ``--json FILE`` cannot be written or is one of ``inputs``
-    (the one output check, :func:`lenet_edge.fsutil.check_output_file`)."""
+    (paths, or ``(what, path)`` pairs; the one output check,
+    :func:`lenet_edge.fsutil.check_output_file`)."""
     if json_out is None or json_to_stdout(json_out):
         return
     from lenet_edge.fsutil import check_output_file

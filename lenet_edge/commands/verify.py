@@ -132,7 +132,7 @@ def command(
     )
 
     # Validate every input (and the output path) before any heavy work.
-    check_json_output(json_out, model, reference)
+    check_json_output(json_out, ("the model", model), ("the --reference model", reference))
     tfl = read_tflite(model)
     try:
         image_side(tfl.input.shape)

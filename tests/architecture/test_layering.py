@@ -51,14 +51,19 @@ def _imports(path: Path, name: str, *, top_level_only: bool) -> set[str]:
 
 
 def _import_time_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node that runs when the module is imported: all but function bodies."""
+    """Every node that runs when the module is imported: all but function bodies and the
+    ``if TYPE_CHECKING:`` blocks (read by type checkers only)."""
     out: list[ast.AST] = []
     todo = [tree]
     while todo:
         node = todo.pop()
         out.append(node)
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            todo.extend(ast.iter_child_nodes(node))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
     return out
 
 

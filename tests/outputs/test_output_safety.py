@@ -103,7 +103,7 @@ def test_same_file_however_spelled(tmp_path: Path) -> None:
         tmp_path / "link.tflite",
         tmp_path / "hard.tflite",
     ):
-        with pytest.raises(OutputRefused, match="is the input"):
+        with pytest.raises(OutputRefused, match="would overwrite the input"):
             check_not_input(spelling, [model])
     check_not_input(tmp_path / "other.json", [model])  # a new file is fine
 
@@ -386,7 +386,7 @@ def test_report_never_overwrites_what_it_reports_on(
     (tmp_path / "alias.html").symlink_to(run / "train.json")
     for target in ("run/model.keras", "run/train.json", "run/../run/model.keras", "alias.html"):
         err = world(["report", "run", "--out", target], 2)
-        assert "is the input" in err
+        assert "would overwrite the input" in err
     world(["report", "run", "--out", str(user_folder(tmp_path))], 2)
 
 
