@@ -439,3 +439,16 @@ def test_comment_text_keeps_every_name_inside_its_comment() -> None:
         assert "??" not in safe
     text = banner(["Source model: m\n$(shell touch X)"], style="hash")
     assert text.count("\n") == 0 and text.startswith("# ")
+
+
+def test_predict_json_never_overwrites_the_model_or_a_picture(
+    tflite_in: Path, tmp_path: Path, world: Check
+) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 0).save(picture)
+    (tmp_path / "alias.json").symlink_to(picture)
+    for target in (str(tflite_in), str(picture), "alias.json", "run/../digit.png"):
+        err = world(["predict", str(tflite_in), str(picture), "--json", target], 2)
+        assert "would overwrite" in err
