@@ -34,12 +34,3 @@ def fresh_export(pkg_export: Path, tmp_path: Path) -> Path:
 def tflm_expected(pkg_export: Path, mnist: data.Mnist) -> Expected:
     """TFLM's int8 outputs for the first N MNIST test images (computed once, on demand)."""
     return Expected((pkg_export / "model.tflite").read_bytes(), mnist.x_test, quiet=True)
-
-
-def tree(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` with its bytes (None for a folder): to see that nothing
-    changed."""
-    return {
-        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
-        for p in sorted(root.rglob("*"))
-    }

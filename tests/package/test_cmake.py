@@ -19,6 +19,7 @@ from firmware_export.cflags import WARNINGS
 from lenet_edge import data
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import Expected
+from tests.package.helpers import run, run_prebuilt_on_board
 from tests.support.export_helpers import need_toolchain, requires, skip_unless
 
 #: Core -> the emulated board that runs it (the toolchain file's flags are that board's).
@@ -29,10 +30,8 @@ def _generator() -> list[str]:
     return ["-G", "Ninja"] if shutil.which("ninja") else []
 
 
-def _run(args: list[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+def _configure(build: Path, source: Path, *options: str) -> None:
+    run(["cmake", *_generator(), "-B", str(build), "-S", str(source), *options])
 
 
 @pytest.fixture(scope="module")
@@ -82,25 +81,19 @@ def test_package_writes_the_cmake_folder_with_its_record(cmake_export: Path) -> 
 @requires("cmake")
 def test_cmake_host_build_and_ctest(cmake_export: Path, tmp_path: Path) -> None:
     build = tmp_path / "build"
-    _run(
-        [
-            "cmake",
-            *_generator(),
-            "-B",
-            str(build),
-            "-S",
-            str(cmake_export / "cmake"),
-            "-DLENET_WARNINGS_AS_ERRORS=ON",
-            "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
-        ]
+    _configure(
+        build,
+        cmake_export / "cmake",
+        "-DLENET_WARNINGS_AS_ERRORS=ON",
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
     )
-    _run(["cmake", "--build", str(build)])
+    run(["cmake", "--build", str(build)])
     commands = json.loads((build / "compile_commands.json").read_text())
     lib = [c for c in commands if "/standalone/" in c["file"]]
     assert len(lib) == len(list((cmake_export / "standalone").glob("*.c")))
     for c in lib:  # C99 without extensions, and the project's strict warnings as errors
         assert "-std=c99" in c["command"] and all(w in c["command"] for w in WARNINGS)
-    out = _run(["ctest", "--test-dir", str(build), "--output-on-failure"])
+    out = run(["ctest", "--test-dir", str(build), "--output-on-failure"])
     assert "100% tests passed, 0 tests failed out of 1" in out
 
 
@@ -136,9 +129,9 @@ def test_a_users_project_links_lenet_lenet(cmake_export: Path, tmp_path: Path, h
         f"{use}\nadd_executable(app main.c)\ntarget_link_libraries(app PRIVATE lenet::lenet)\n"
     )
     build = tmp_path / "build"
-    _run(["cmake", *_generator(), "-B", str(build), "-S", str(app)])
-    _run(["cmake", "--build", str(build)])
-    assert _run([str(build / "app")]).startswith("class ")
+    _configure(build, app)
+    run(["cmake", "--build", str(build)])
+    assert run([str(build / "app")]).startswith("class ")
     # The engine's own test vectors are not added to a user's project.
     proc = subprocess.run(["ctest", "--test-dir", str(build)], capture_output=True, text=True)
     assert "No tests were found" in proc.stdout + proc.stderr
@@ -152,48 +145,31 @@ def test_cmake_cross_build_runs_bit_exact_under_qemu(
     tmp_path: Path,
     cpu: str,
 ) -> None:
-    tool = need_toolchain("cmake")
+    need_toolchain("cmake")
     board_name, images = CORES[cpu]
     board = mcu.load_board(board_name)
     build = tmp_path / f"build-{cpu}"
-    _run(
-        [
-            "cmake",
-            *_generator(),
-            "-B",
-            str(build),
-            "-S",
-            str(cmake_export / "cmake"),
-            f"-DCMAKE_TOOLCHAIN_FILE={cmake_export / 'cmake' / 'arm-none-eabi.cmake'}",
-            f"-DLENET_CPU={cpu}",
-            "-DLENET_WARNINGS_AS_ERRORS=ON",
-            "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
-        ]
+    _configure(
+        build,
+        cmake_export / "cmake",
+        f"-DCMAKE_TOOLCHAIN_FILE={cmake_export / 'cmake' / 'arm-none-eabi.cmake'}",
+        f"-DLENET_CPU={cpu}",
+        "-DLENET_WARNINGS_AS_ERRORS=ON",
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
     )
-    _run(["cmake", "--build", str(build)])
+    run(["cmake", "--build", str(build)])
     archive = build / "liblenet.a"
     assert archive.is_file()
     assert not (build / "lenet_test_vectors").exists()  # no host test in a cross build
     for c in json.loads((build / "compile_commands.json").read_text()):
         assert all(flag in c["command"].split() for flag in board.cflags), c["command"]
-    export = mcu.read_export(cmake_export)
-    report = mcu.run_board(
-        export,
-        board,
-        tool,
-        tmp_path / "qemu",
-        mnist.x_test,
+    run_prebuilt_on_board(
+        cmake_export,
+        board_name,
+        (archive,),
+        cmake_export / "standalone",
+        images,
         tflm_expected,
-        mcu.BoardRequest(
-            images=images,
-            count_images=0,
-            prebuilt=mcu.Prebuilt((archive,), cmake_export / "standalone"),
-        ),
+        mnist.x_test,
+        tmp_path / "qemu",
     )
-    check = report["check"]
-    assert report["passed"], check
-    assert check["mismatched_images"] == 0 and check["mismatched_bytes"] == 0
-    assert check["images"] == (report["vector_capacity"] if images == "fit" else int(images))
-    assert check["images"] >= 20
-    assert report["prebuilt_library"] == ["liblenet.a"]
-    assert report["memory"]["flash"]["library"] > 30_000  # the CMake archive is the library

@@ -11,7 +11,7 @@ import pytest
 from firmware_export import package
 from firmware_export.exportdir import export_changes
 from lenet_edge.cli import main
-from tests.package.conftest import tree
+from tests.package.helpers import tree
 
 
 def _refused(argv: list[str], root: Path, capsys: pytest.CaptureFixture[str]) -> str:
