@@ -32,7 +32,9 @@ def command(export_dir: Path, fmt: str, quiet: bool) -> None:
     rewrites DIR.
     """
     from firmware_export import __version__, package
+    from firmware_export.csyntax import check_prefix
     from firmware_export.digest import sha256_file
+    from firmware_export.errors import FirmwareExportError
     from firmware_export.exportdir import PACKAGE_RECORD, export_changes, read_package_record
     from firmware_export.mcu import McuError, read_export
     from lenet_edge.errors import LenetEdgeError
@@ -40,7 +42,8 @@ def command(export_dir: Path, fmt: str, quiet: bool) -> None:
 
     try:
         export = read_export(export_dir)
-    except McuError as exc:
+        check_prefix(export.prefix)  # it names files, folders and CMake targets
+    except (McuError, FirmwareExportError) as exc:
         raise package.PackageUsageError(str(exc)) from None
     changes = export_changes(export.directory, export.meta)
     if changes:
