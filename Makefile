@@ -24,6 +24,7 @@ run: $(VENV)/.installed system-deps
 	    --json $(RUN)/verify.json
 	$(LE) export-c $(RUN)/model_int8.tflite --out $(RUN)/c
 	$(MAKE) -C $(RUN)/c/test test
+	$(LE) package $(RUN)/c --format all
 	$(LE) mcu-test $(RUN)/c --board all --json $(RUN)/mcu.json
 	$(LE) report $(RUN)
 

@@ -79,6 +79,7 @@ COMMAND_MODULES = (
     "bench",
     "report",
     "predict",
+    "package",
 )
 
 

@@ -38,6 +38,7 @@ from firmware_export.mcu.build import (
     HARNESS_SOURCES,
     Builder,
     Export,
+    Prebuilt,
     macs_from_export_json,
     read_export,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "MapSection",
     "McuError",
     "McuUsageError",
+    "Prebuilt",
     "Region",
     "RunResult",
     "Symbol",

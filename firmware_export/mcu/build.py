@@ -1,5 +1,8 @@
 """Building: the export-c output to build (:func:`read_export`), and :class:`Builder`, which
-compiles the library and the harness for a board once and links images with test vectors."""
+compiles the library and the harness for a board once and links images with test vectors.
+With a :class:`Prebuilt` library (one a user's build made: CMake's static library, an
+Arduino-style compile of the library's objects) the Builder links that instead of compiling
+DIR/standalone itself, so the same harness checks what another build system produced."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +106,21 @@ def read_export(directory: str | os.PathLike[str]) -> Export:
     return Export(d, prefix, sources, d / "model.tflite", meta)
 
 
+@dataclasses.dataclass(frozen=True)
+class Prebuilt:
+    """A library compiled outside the Builder: static archives (``.a``) and/or objects
+    (``.o``) for the board's core, and the folder holding its public header ``<prefix>.h``.
+    They are copied into the build's ``lib/`` (so the memory report counts them as the
+    library) and linked after the harness."""
+
+    files: tuple[Path, ...]
+    include_dir: Path
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise McuError("internal: a prebuilt library needs at least one file")
+
+
 def _check_newlib(tool: Toolchain, board: Board, cwd: Path) -> None:
     out = run_tool(
         [tool.gcc, *board.cflags, "-print-file-name=libc.a"],
@@ -125,8 +144,10 @@ class Builder:
         dsp: bool = True,
         stack_size: int | None = None,
         extra_cflags: Sequence[str] = (),
+        prebuilt: Prebuilt | None = None,
     ) -> None:
         self.export = export
+        self.prebuilt = prebuilt
         self.board = board
         self.tool = tool
         self.dir = build_dir.resolve()
@@ -159,16 +180,17 @@ class Builder:
             f"#define MCU_QUANTIZE {self.export.prefix}_quantize_mnist\n"
             "#endif\n"
         )
+        pre = self.prebuilt
         includes = [
             "-I",
-            str(self.export.directory / "standalone"),
+            str(pre.include_dir if pre else self.export.directory / "standalone"),
             "-I",
             "gen",
             "-I",
             str(COMMON_DIR),
         ]
         objects = []
-        for src in self.export.sources:
+        for src in self.export.sources if pre is None else ():
             obj = f"lib/{src.stem}.o"
             run_tool(
                 [self.tool.gcc, *self.cflags, *includes, "-c", str(src), "-o", obj],
@@ -184,6 +206,9 @@ class Builder:
                 f"compiling the harness ({name}) for {self.board.name}",
             )
             objects.append(obj)
+        for path in pre.files if pre else ():  # after the harness: archives resolve its calls
+            shutil.copyfile(path, d / "lib" / path.name)
+            objects.append(f"lib/{path.name}")
         self._objects = objects
         return objects
 

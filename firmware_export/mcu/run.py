@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from firmware_export.mcu.boards import Board
-from firmware_export.mcu.build import Builder, Export
+from firmware_export.mcu.build import Builder, Export, Prebuilt
 from firmware_export.mcu.errors import McuError
 from firmware_export.mcu.memory import memory_report
 from firmware_export.mcu.qemu import PIXELS, compare_outputs, run_image, run_stream
@@ -32,6 +32,8 @@ class BoardRequest:
     stack_size: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     extra_cflags: tuple[str, ...] = ()
+    #: Link this library instead of compiling DIR/standalone (its build chose the flags).
+    prebuilt: Prebuilt | None = None
 
 
 ExpectedFn = Callable[[int], np.ndarray]
@@ -61,6 +63,7 @@ def run_board(
         dsp=request.dsp,
         stack_size=request.stack_size,
         extra_cflags=request.extra_cflags,
+        prebuilt=request.prebuilt,
     )
     total = len(raw_images)
     report: dict[str, Any] = {
@@ -69,7 +72,10 @@ def run_board(
         "chip": board.chip,
         "qemu_machine": board.qemu_machine,
         "cflags": list(builder.cflags),
-        "dsp_path_enabled": builder.dsp,
+        "dsp_path_enabled": builder.dsp if request.prebuilt is None else None,
+        "prebuilt_library": (
+            [p.name for p in request.prebuilt.files] if request.prebuilt else None
+        ),
         "memory_map": {
             "flash": [board.flash.origin, board.flash.length],
             "ram": [board.ram.origin, board.ram.length],

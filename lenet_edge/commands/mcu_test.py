@@ -11,6 +11,7 @@ from typing import Any
 import click
 import numpy as np
 
+from firmware_export.exportdir import export_changes
 from firmware_export.mcu.boards import board_names
 from lenet_edge.commands._common import (
     FiniteFloat,
@@ -171,34 +172,6 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
             per_mac = f"{layer['per_mac']:.2f}/MAC" if layer["per_mac"] is not None else ""
             what = f"{layer['name']} ({layer['kernel']})"
             click.echo(f"    {what:<38} {layer['instructions']:>10} {per_mac:>10}")
-
-
-#: Files a build would compile or include: one added to an export changes what is tested.
-SOURCE_SUFFIXES = frozenset({".c", ".h", ".S", ".s", ".cc", ".cpp", ".hpp", ".inc"})
-
-
-def export_changes(directory: Path, meta: dict[str, Any]) -> list[str]:
-    """What differs from the export that export-c wrote: every file listed in export.json
-    with its SHA-256 is compared, and every file not listed (a source added to standalone/
-    would be compiled) is reported. Empty when the tree is the export, byte for byte."""
-    from lenet_edge.fsutil import sha256_file
-
-    listed = meta.get("files") if isinstance(meta, dict) else None
-    if not isinstance(listed, dict) or not listed:
-        return ["export.json lists no files (written by an older or foreign tool)"]
-    changes = []
-    for rel, want in sorted(listed.items()):
-        path = directory / rel
-        if not path.is_file():
-            changes.append(f"{rel} missing")
-        elif sha256_file(path) != want:
-            changes.append(f"{rel} modified")
-    known = {*listed, "export.json"}
-    for path in sorted(directory.rglob("*")):  # build products (the test binary) are not
-        rel = path.relative_to(directory).as_posix()  # sources: only added sources count
-        if path.suffix in SOURCE_SUFFIXES and rel not in known and path.is_file():
-            changes.append(f"{rel} added")
-    return changes
 
 
 def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
