@@ -178,9 +178,7 @@ def _tflm_vectors(export: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _displayed(browser: Any) -> tuple[list[int], str]:
     """The scores and the class the page shows (DOM text)."""
-    scores = [
-        int(e.text) for e in browser.find_elements("css selector", "#try-bars .try-score")
-    ]
+    scores = [int(e.text) for e in browser.find_elements("css selector", "#try-bars .try-score")]
     return scores, browser.find_element("id", "try-class").text
 
 
@@ -242,7 +240,7 @@ def test_host_simd_file_compiles_to_nothing_for_wasm32(run, tmp_path):
 def test_write_refuses_a_directory_without_the_engine(tmp_path):
     from firmware_export.errors import FirmwareExportError
 
-    with pytest.raises(FirmwareExportError, match="no standalone/lenet.h"):
+    with pytest.raises(FirmwareExportError, match=r"no standalone/lenet\.h"):
         wasm.write(tmp_path, tmp_path / "wasm", {"prefix": PREFIX})
 
 
@@ -359,9 +357,19 @@ def test_drawn_digit_through_the_page(run, browser, host_engine, mnist, tmp_path
         browser.find_element("css selector", ".try-top .try-fill"),
     ):
         assert el.is_displayed() and el.size["width"] > 0 and el.size["height"] > 0
-    loc = pad.location_once_scrolled_into_view
+    # side by side: the pad, then the 28×28 input, then the bars
+    boxes = browser.execute_script(
+        "return arguments[0].map(function (e) { var r = e.getBoundingClientRect();"
+        " return [r.left, r.right, r.top]; })",
+        [pad, browser.find_element("id", "try-digit"), browser.find_element("id", "try-bars")],
+    )
+    assert boxes[0][1] <= boxes[1][0] and boxes[1][1] <= boxes[2][0], boxes
+    assert max(b[2] for b in boxes) - min(b[2] for b in boxes) < 60, boxes
+    rect = browser.execute_script(
+        "var r = arguments[0].getBoundingClientRect(); return [r.top, r.left]", pad
+    )
     dpr = img.shape[1] / browser.execute_script("return window.innerWidth")
-    top, left = round(loc["y"] * dpr), round(loc["x"] * dpr)
+    top, left = round(rect[0] * dpr), round(rect[1] * dpr)
     region = img[top + 5 : top + round(275 * dpr), left + 5 : left + round(275 * dpr)]
     assert region.size and (region > 200).mean() > 0.05 and (region < 50).mean() > 0.3
 
