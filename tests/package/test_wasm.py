@@ -214,27 +214,19 @@ def test_host_simd_file_compiles_to_nothing_for_wasm32(run, tmp_path):
     """<prefix>_host_simd.c is part of the build; for wasm32 it holds no code and no data."""
     standalone = run / "c" / "standalone"
     include = run / "c" / "wasm" / "src" / "include"
-    obj = tmp_path / "host_simd.o"
-    cmd = ["clang", *wasm.WASM_CFLAGS, "-isystem", str(include), f"-I{standalone}", "-c"]
-    proc = subprocess.run(
-        [*cmd, str(standalone / f"{PREFIX}_host_simd.c"), "-o", str(obj)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    ids = [sid for sid, _ in _sections(obj.read_bytes())]
+
+    def section_ids(name: str) -> list[int]:
+        obj = tmp_path / f"{name}.o"
+        cmd = ["clang", *wasm.WASM_CFLAGS, "-isystem", str(include), f"-I{standalone}", "-c"]
+        cmd += [str(standalone / f"{PREFIX}_{name}.c"), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return [sid for sid, _ in _sections(obj.read_bytes())]
+
+    ids = section_ids("host_simd")
     assert 10 not in ids and 11 not in ids, f"code or data sections in the object: {ids}"
     # the same flags do compile the engine's kernels into code
-    layers = tmp_path / "layers.o"
-    proc = subprocess.run(
-        [*cmd, str(standalone / f"{PREFIX}_layers.c"), "-o", str(layers)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert 10 in [sid for sid, _ in _sections(layers.read_bytes())]
+    assert 10 in section_ids("layers")
 
 
 def test_write_refuses_a_directory_without_the_engine(tmp_path):
