@@ -69,6 +69,9 @@ def write(export_dir: Path, dest: Path, meta: dict[str, Any]) -> None:
         raise FirmwareExportError(
             f"{export_dir}: no standalone/{prefix}.h; give the directory of `lenet-edge export-c`"
         )
+    # The MNIST entry point only when the engine's header declares it.
+    header = (standalone / f"{prefix}.h").read_text(encoding="utf-8", errors="replace")
+    quantize_mnist = quantize_mnist and f"{prefix}_quantize_mnist(" in header
     sources = sorted(p.name for p in standalone.glob("*.c"))
     missing = missing_tools()
     if missing:
