@@ -9,7 +9,9 @@ which writes the folder's files into ``dest`` (an empty temporary directory, swa
 ``DIR/<name>/`` by the caller once complete) from the export in ``export_dir``; ``meta`` is
 export.json. The caller adds the record (``package.json``, see
 :mod:`firmware_export.exportdir`). A name in :data:`FORMATS` whose module is absent is
-reported by :func:`writer` as not available yet.
+reported by :func:`writer` as not available; a module may also declare
+``missing_tools() -> list[str]`` (the WebAssembly build needs clang and lld), and ``all``
+skips a format whose tools are missing, naming it.
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ def writer(name: str) -> Writer | None:
     return write
 
 
+def missing_tools(name: str) -> list[str]:
+    """The build tools format ``name`` needs and this machine lacks (a module may declare
+    ``missing_tools()``; the CMake and Arduino writers need none to write their files)."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    probe = getattr(module, "missing_tools", None)
+    return list(probe()) if callable(probe) else []
+
+
 def available() -> list[str]:
-    """The formats whose writer is installed, in :data:`FORMATS` order."""
-    return [name for name in FORMATS if writer(name) is not None]
+    """The formats whose writer is installed and can run here, in :data:`FORMATS` order."""
+    return [name for name in FORMATS if writer(name) is not None and not missing_tools(name)]
 
 
 def banner_lines(meta: dict[str, Any], fmt: str) -> list[str]:

@@ -198,6 +198,7 @@ def build_report(found: Found, options: Options) -> Report:
             "size", "Size and memory", sections.size(found, keras_model, verify_report, facts)
         ),
         sections.section("fidelity", "Fidelity matrix", sections.fidelity(found, verify_report)),
+        sections.section("try_firmware", "Try the firmware", sections.try_firmware(found)),
         sections.section("provenance", "Where the figures come from", sections.provenance(found)),
     ]
     name = found.run_dir.resolve().name or str(found.run_dir)
