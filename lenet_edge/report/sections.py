@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from firmware_export.exportdir import package_folders
 from lenet_edge import __version__
 from lenet_edge.fsutil import json_bytes, sha256_file
 from lenet_edge.report import plots
@@ -155,6 +156,24 @@ def sqnr(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
     }
 
 
+def build_formats(found: Found) -> list[dict[str, str]]:
+    """The build formats `lenet-edge package` added to each export of the run (CMake, Arduino,
+    WebAssembly), recognised by their package.json; or, when an export has none, the command
+    that adds them."""
+    out = []
+    for path, _ in found.exports:
+        export_dir = path.parent
+        folders = [export_dir / name for name in sorted(package_folders(export_dir))]
+        if not folders:
+            rel = found.rel(export_dir)
+            out.append({"missing": f"lenet-edge package {rel} --format all", "path": rel})
+        for folder in folders:
+            inner = sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "src")
+            target = inner[0] if folder.name == "arduino" and len(inner) == 1 else folder
+            out.append({"format": folder.name, "path": found.rel(target)})
+    return out
+
+
 def provenance(found: Found) -> dict[str, Any]:
     rows = []
 
@@ -197,6 +216,7 @@ def provenance(found: Found) -> dict[str, Any]:
     versions = (found.train or {}).get("versions") or {}
     return {
         "rows": rows,
+        "packages": build_formats(found),
         "version": __version__,
         "command": f"lenet-edge report {found.run_dir.as_posix()}",
         "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),

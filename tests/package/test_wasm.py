@@ -23,23 +23,13 @@ from firmware_export.cflags import OPTIMIZE
 from firmware_export.mnist import mnist_inputs
 from firmware_export.package import wasm
 from lenet_edge.cli import main
+from tests.support.browser import CHROMIUM_FLAGS
 from tests.support.export_helpers import STRICT, compile_harness, requires, run_engine, skip_unless
 
 pytestmark = requires("clang", "wasm-ld")
 
 MODERN = {"variant": "modern"}  #: the report tests' model (trained once per session)
 PREFIX = "lenet"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
 DRAWN = 0  #: the test digit drawn on the canvas (a 7)
 
 

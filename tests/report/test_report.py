@@ -26,23 +26,13 @@ import pytest
 from lenet_edge import data
 from lenet_edge.cli import main
 from lenet_edge.report import Options, write_report
+from tests.support.browser import CHROMIUM_FLAGS
 from tests.support.export_helpers import MCU_TOOLS, skip_unless
 
 MODERN = {"variant": "modern"}
 LIMIT = 300
 SQNR_IMAGES = 100
 PARTIAL_VERIFY = f"verify-limit-{LIMIT}.json"  #: where a --limit run saves its verification
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
 #: After the page has loaded, count the images and those that decoded (naturalWidth > 0).
 PROBE = (
     '<script>window.addEventListener("load", function () {'
