@@ -138,13 +138,18 @@ def check_not_input(
             )
 
 
+#: The tools whose records mark a directory as a previous output (their ``"tool"`` key).
+RECORD_TOOLS = ("lenet-edge ", "firmware_export ")
+
+
 def _owned(directory: Path, record: str, command: str) -> bool:
-    """Whether ``directory`` holds ``record``, written by lenet-edge (``"tool"`` key)."""
+    """Whether ``directory`` holds ``record``, written by this toolkit (``"tool"`` key)."""
     try:
         doc = json.loads((directory / record).read_bytes())
     except (OSError, ValueError):
         return False
-    return isinstance(doc, dict) and str(doc.get("tool", "")).startswith("lenet-edge")
+    # "lenet-edge X" from the CLI, "firmware_export X" from the library used on its own.
+    return isinstance(doc, dict) and str(doc.get("tool", "")).startswith(RECORD_TOOLS)
 
 
 def check_output_dir(

@@ -292,12 +292,16 @@ def command(
     # --json is never one of the files under test (export.json, the sources, the model).
     export_files = [export.directory / f for f in export.meta.get("files", {})]
     check_json_output(json_out, export.directory / "export.json", *export_files)
+    tool = mcu.find_toolchain()
+    names = list(BOARDS) if board == "all" else [board]
+    boards = [mcu.load_board(n) for n in names]
+    _check_export_model(export.model_path, export.meta)
     changes = export_changes(export.directory, export.meta)
     if changes and not allow_modified:
         shown = ", ".join(changes[:4]) + (
             f" and {len(changes) - 4} more" if len(changes) > 4 else ""
         )
-        raise mcu.McuUsageError(
+        raise mcu.McuError(
             f"{export_dir} is not the export that export-c wrote ({shown}; SHA-256 from "
             "export.json); re-run `lenet-edge export-c`, or test the edited sources knowingly "
             "with --allow-modified"
@@ -308,10 +312,6 @@ def command(
             "export.json); the results describe them, not the export",
             err=True,
         )
-    tool = mcu.find_toolchain()
-    names = list(BOARDS) if board == "all" else [board]
-    boards = [mcu.load_board(n) for n in names]
-    _check_export_model(export.model_path, export.meta)
     mnist = data.load(data_dir)
     expected = Expected(export.model_path.read_bytes(), mnist.x_test, quiet)
     request = mcu.BoardRequest(

@@ -362,12 +362,18 @@ def test_cli_export_is_deterministic(
 
 
 def test_cli_replaces_previous_output(int8_model: Any, tmp_path: Path) -> None:
+    """A previous export is replaced as a whole (a file left in it goes with it); a folder
+    export-c did not write is refused and kept (issue 14: this used to delete it)."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    assert (
-        main(["export-c", str(int8_model()), "--out", str(out), "--test-vectors", "2", "-q"]) == 0
-    )
+    argv = ["export-c", str(int8_model()), "--out", str(out), "--test-vectors", "2", "-q"]
+    assert main(argv) == 2
+    assert (out / "stale.txt").read_text() == "old"
+    (out / "stale.txt").unlink()
+    assert main(argv) == 0  # empty: written
+    (out / "stale.txt").write_text("old")
+    assert main(argv) == 0  # a previous export: replaced whole
     assert not (out / "stale.txt").exists()
     assert (out / "export.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
