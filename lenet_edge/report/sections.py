@@ -402,8 +402,10 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
     results = verify_report["results"]
     golden = verify_report.get("golden_backend")
     rows: list[list[Any]] = []
+    workers: list[str] = []
     for name, r in results.items():
         vs = r.get("vs_reference") or {}
+        mean_us = (r.get("latency") or {}).get("mean_us")
         rows.append(
             [
                 {"b": name, "text": " (golden)" if name == golden else ""},
@@ -411,8 +413,17 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
                 pct(r.get("accuracy")),
                 pct(vs.get("top1_agreement")) if vs else "–",
                 count(vs.get("disagreements")) if vs else "–",
+                f"{mean_us:,.0f} µs" if isinstance(mean_us, int | float) else "–",
             ]
         )
+        w = r.get("worker")
+        if isinstance(w, dict):
+            rss = w.get("worker_max_rss_kib")
+            workers.append(
+                f"{name} ran in a worker process under its own environment (tflite_runtime "
+                f"{w.get('tflite_runtime')}, NumPy {w.get('numpy')})"
+                + (f"; the worker's peak RSS was {rss / 1024:.0f} MiB" if rss else "")
+            )
     ref = verify_report.get("reference")
     if ref:
         rows.append(
@@ -420,6 +431,7 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
                 f"float reference ({ref.get('kind')})",
                 count(ref.get("images")),
                 pct(ref.get("accuracy")),
+                "",
                 "",
                 "",
             ]
@@ -430,6 +442,7 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
         "skipped": [
             [str(k), str(v)] for k, v in (verify_report.get("skipped_backends") or {}).items()
         ],
+        "workers": workers,
         "matrix": None,
     }
     names = list(results)

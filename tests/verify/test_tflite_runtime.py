@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,7 +100,16 @@ def test_real_backend_against_the_others(python, modern):
     assert top <= 2
 
 
-def test_verify_reports_it_everywhere(python, int8_model, tmp_path):
+@pytest.fixture(scope="module")
+def all_json(python, int8_model, tmp_path_factory) -> Path:
+    """`verify --backend all --limit 200` of the modern model, as JSON."""
+    out = tmp_path_factory.mktemp("all") / "all.json"
+    assert main(["verify", str(int8_model(**MODERN)), "--backend", "all", "--limit", "200",
+                 "--no-arena", "--json", str(out), "-q"]) == 0  # fmt: skip
+    return out
+
+
+def test_verify_reports_it_everywhere(python, int8_model, all_json, tmp_path, capsys):
     """By name and with `all`: accuracy, latency, worker figures and the pairwise LSB
     differences against LiteRT XNNPACK, LiteRT reference kernels and TFLM."""
     path = int8_model(**MODERN)
@@ -114,10 +124,7 @@ def test_verify_reports_it_everywhere(python, int8_model, tmp_path):
     assert r["worker"]["tflite_runtime"].startswith("2.14")
     assert r["worker"]["worker_max_rss_kib"] > 0
 
-    out = tmp_path / "all.json"
-    assert main(["verify", str(path), "--backend", "all", "--limit", "200", "--no-arena",
-                 "--json", str(out), "-q"]) == 0  # fmt: skip
-    rep = json.loads(out.read_text())
+    rep = json.loads(all_json.read_text())
     assert rep["backends"] == ["litert", "litert-ref", "tflm", "tflite-runtime"]
     assert rep["skipped_backends"] == {}
     pairs = {(p["a"], p["b"]): p for p in rep["pairwise"]}
@@ -125,6 +132,45 @@ def test_verify_reports_it_everywhere(python, int8_model, tmp_path):
         p = pairs[(other, "tflite-runtime")]
         assert p["max_lsb"] is not None and p["images_differ"] >= 0
     assert pairs[("tflm", "tflite-runtime")]["max_lsb"] <= 1
+    # the terminal table: its row, its worker line and its pairs
+    capsys.readouterr()
+    assert main(["verify", str(path), "--backend", "all", "--limit", "50", "--no-arena"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^tflite-runtime +\d+\.\d\d% .* µs \(host\)$", text, re.M)
+    assert re.search(r"^tflite-runtime +worker: tflite_runtime 2\.14.*max RSS \d+ MiB$", text, re.M)
+    for other in ("tflm", "litert", "litert-ref"):
+        assert re.search(
+            rf"^ +{other} vs tflite-runtime +\d+ images differ, max \d+ LSB", text, re.M
+        )
+
+
+def test_report_fidelity_matrix_shows_it(all_json):
+    """The report's fidelity section: its row (accuracy, latency), its worker note and its
+    row and column of the pairwise matrix."""
+    from lenet_edge.report.render import _environment
+    from lenet_edge.report.sections import fidelity
+
+    class NoBoards:
+        run_dir = Path("run")
+
+        def boards(self) -> list:
+            return []
+
+    rep = json.loads(all_json.read_text())
+    data = fidelity(NoBoards(), rep)  # type: ignore[arg-type]
+    names = data["matrix"]["names"]
+    assert sorted(names) == ["litert", "litert-ref", "tflite-runtime", "tflm"]
+    row = next(r for r in data["hosts"] if r[0] == {"b": "tflite-runtime", "text": ""})
+    acc = rep["results"]["tflite-runtime"]["accuracy"]
+    assert row[2] == f"{100 * acc:.2f}%" and row[5].endswith(" µs")
+    matrix = {r[0]["b"]: r[1:] for r in data["matrix"]["rows"]}
+    me = names.index("tflite-runtime")
+    for other in ("litert", "litert-ref", "tflm"):
+        cell = matrix["tflite-runtime"][names.index(other)]
+        assert cell == matrix[other][me] and ("LSB" in cell or cell == "identical"), cell
+    html = _environment().get_template("sections/fidelity.html.j2").render(s=data)
+    assert html.count("tflite-runtime") >= 3 and "ran in a worker process" in html
+    assert "latency/image" in html
 
 
 def test_worker_killed_mid_run(python, modern):
