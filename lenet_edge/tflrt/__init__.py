@@ -170,7 +170,7 @@ def _create(target: Path, quiet: bool) -> None:
     _say(
         quiet,
         f"tflite-runtime: creating its environment in {target} (once; {WHY} and "
-        f"downloads about 10 MB: {', '.join(REQUIREMENTS)})",
+        f"downloads about 20 MB: {', '.join(REQUIREMENTS)})",
     )
     start = time.monotonic()
     try:

@@ -12,7 +12,8 @@ payload length, then the payload:
 - parent -> worker ``B`` (whole input tensors, batch 1 each, C order, back to back) -> ``O``:
   uint32 ``n``, the ``n`` output tensors' bytes, then ``n`` float64 per-image latencies in µs
   (set input + invoke + read output, as the in-process backends measure);
-- parent -> worker ``Q`` -> ``S`` JSON ``{"max_rss_kib": ...}``, then the worker exits 0;
+- parent -> worker ``Q`` -> ``S`` JSON ``{"max_rss_kib": ...}`` (peak resident set, VmHWM),
+  then the worker exits 0;
 - ``E`` one-line error message, from the worker, on any failure; the worker then exits 1.
 
 End of input (the parent went away) ends the worker silently.
@@ -49,6 +50,19 @@ def _send(out, kind, payload=b""):
 def _one_line(exc):
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:500]
+
+
+def _peak_rss_kib():
+    """This process's peak resident set (KiB): VmHWM, which starts afresh at exec. (On Linux
+    ru_maxrss does not: a child started with vfork inherits the parent's high-water mark.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def main():
@@ -119,8 +133,7 @@ def main():
                 lat /= 1000.0
                 _send(proto, b"O", struct.pack("<I", n) + outs.tobytes() + lat.tobytes())
             elif kind == b"Q":
-                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                _send(proto, b"S", json.dumps({"max_rss_kib": int(rss)}).encode())
+                _send(proto, b"S", json.dumps({"max_rss_kib": _peak_rss_kib()}).encode())
                 return 0
             else:
                 raise ValueError(f"unknown frame kind {kind!r}")
