@@ -399,7 +399,13 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
     """The host interpreters side by side, their pairwise differences, and the boards."""
     if verify_report is None:
         return {"missing": missing("Not available: no int8 model", quantize_cmd(found))}
-    results = verify_report["results"]
+    # In the order the backends ran (``backends``, a list): a JSON file read back may hold
+    # ``results`` with its keys sorted, and the page must not depend on which one it got.
+    ran = [n for n in verify_report.get("backends") or [] if n in verify_report["results"]]
+    results = {
+        n: verify_report["results"][n]
+        for n in ran + sorted(set(verify_report["results"]) - set(ran))
+    }
     golden = verify_report.get("golden_backend")
     rows: list[list[Any]] = []
     workers: list[str] = []
