@@ -28,16 +28,21 @@ from lenet_edge.quantize import quant_json_path
 
 #: LeCun et al. 1998: LeNet-5 without distortions, 0.95 % test error.
 LECUN_1998_ACCURACY = 0.9905
-#: TFLM reference figures (not measured by this bench; see DEVELOPERS.md for the source).
+#: TFLM reference figures (not measured by this bench; see the README for the source).
 TFLM_PEER = {
-    "source": "TFLM at commit 90b983c, Cortex-M4 on QEMU mps2-an386, seed-style sigmoid "
-    "LeNet-5, exact instruction counts (measured on this workplace's machines)",
-    "instructions_reference_kernels": 12_000_000,
-    "instructions_cmsis_nn": 4_550_000,
-    "instructions_cmsis_nn_logistic": 2_370_000,
-    "arena_bytes": 13_300,
-    "flash_bytes": [126_000, 158_000],
-    "model_flash_bytes": 74_000,
+    "source": "measured outside lenet-edge on the default seed model (SHA-256 80cb134c...) "
+    "with TFLM at upstream commit 90b983c built for the Cortex-M4 (soft-float) and run on "
+    "QEMU mps2-an386, exact instruction counts per inference; TFLM's outputs equal those of "
+    "the TFLM Python interpreter, and the exported tflm/lenet_tflm_example.cc compiles and "
+    "links against real TFLM on the x86-64 host with -Wall -Werror (lenet_tflm_setup() "
+    "returns 0)",
+    "model_sha256_prefix": "80cb134c",
+    "tflm_commit": "90b983c",
+    "instructions_cmsis_nn": 4_385_105,
+    "instructions_reference_kernels": 33_600_000,
+    "arena_bytes": 13_108,
+    "arena_bytes_reference_kernels": 12_964,
+    "instructions_standalone_engine": 429_890,
 }
 
 

@@ -10,8 +10,9 @@ Backends (all run the model one image at a time, batch 1, as the MCU does):
 - ``litert-ref``: ``ai_edge_litert`` with the reference op resolver (``BUILTIN_REF``);
 - ``tflm``: the TFLM Python interpreter (``tflite-micro``), the kernels the MCU runs. It is the
   golden reference for everything on the firmware side;
-- ``tflite-runtime``: the legacy ``tflite_runtime`` package, only where it is installed and
-  imports (its newest wheels, 2.14, are built against NumPy < 2).
+- ``tflite-runtime``: the legacy ``tflite_runtime`` package (2.14, its last release, built
+  against NumPy < 2), run in a worker process under its own cached environment
+  (:mod:`lenet_edge.tflrt`), made on first use.
 """
 
 from __future__ import annotations
@@ -435,6 +436,8 @@ class RunResult:
     outputs: np.ndarray  # [N, *output_shape[1:]] in the output tensor's dtype
     latency_us: np.ndarray  # per image: set input + invoke + read output, microseconds
     wall_seconds: float
+    #: Backend-specific facts (tflite-runtime: its environment, worker start-up, max RSS).
+    info: dict[str, Any] = field(default_factory=dict)
 
     def latency_stats(self) -> dict[str, float]:
         """Mean, median, p90, p99, min and max per-image latency (µs)."""
@@ -463,6 +466,9 @@ class Runner:
         """Run one input (with its batch dimension of 1); return the output tensor."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the backend holds (a worker process); a no-op in process."""
+
     def run(self, inputs: np.ndarray, progress: ProgressFn | None = None) -> RunResult:
         """Run ``inputs`` (first axis = images) one at a time; time each call."""
         n = len(inputs)
@@ -487,7 +493,7 @@ class Runner:
 
 
 class _TfliteInterpreterRunner(Runner):
-    """Common code for the TFLite-API interpreters (LiteRT, tflite_runtime)."""
+    """Common code for the in-process TFLite-API interpreters (LiteRT)."""
 
     def __init__(self, interpreter: Any) -> None:
         self._it = interpreter
@@ -528,21 +534,55 @@ class LiteRTRunner(_TfliteInterpreterRunner):
             raise LenetEdgeError(f"{self.name} cannot load the model: {first_line(exc)}") from None
 
 
-class TfliteRuntimeRunner(_TfliteInterpreterRunner):
-    """The legacy ``tflite_runtime`` package (only where installed and importable)."""
+class TfliteRuntimeRunner(Runner):
+    """The legacy ``tflite_runtime`` package (2.14, default kernels with XNNPACK, one thread),
+    run in a worker process under its own NumPy 1.x environment (:mod:`lenet_edge.tflrt`)."""
 
     name = "tflite-runtime"
 
-    def __init__(self, model_bytes: bytes) -> None:
-        interpreter_cls = tflite_runtime_interpreter()
-        try:
-            with quiet_stderr():
-                it = interpreter_cls(model_content=bytes(model_bytes), num_threads=1)
-            super().__init__(it)
-        except (ValueError, RuntimeError) as exc:
-            raise LenetEdgeError(
-                f"tflite-runtime cannot load the model: {first_line(exc)}"
-            ) from None
+    def __init__(self, model_bytes: bytes, quiet: bool = True) -> None:
+        from lenet_edge.tflrt import Worker, ensure_python
+
+        # tflite_runtime 2.14 does not verify the flatbuffer (a malformed one can crash it):
+        # LiteRT's verifier refuses it first, with one line.
+        _litert_verify(bytes(model_bytes), "the model")
+        self.setup = ensure_python(quiet=quiet)
+        self._w = Worker(self.setup["python"], model_bytes)
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        return self._w.run(x)[0].reshape((1, *self._w.out_shape[1:]))
+
+    def run(self, inputs: np.ndarray, progress: ProgressFn | None = None) -> RunResult:
+        """Send ``inputs`` to the worker in batches; the latencies are timed in the worker."""
+        from lenet_edge.tflrt import BATCH
+
+        outs, lats = [], []
+        start = time.perf_counter()
+        for i in range(0, len(inputs), BATCH):
+            y, lat = self._w.run(inputs[i : i + BATCH])
+            outs.append(y)
+            lats.append(lat)
+            if progress is not None:
+                progress(len(y))
+        wall = time.perf_counter() - start
+        stats = self._w.finish()
+        out = np.concatenate(outs) if outs else np.empty((0, *self._w.out_shape[1:]))
+        hello = self._w.hello
+        info = {
+            "tflite_runtime": hello.get("tflite_runtime"),
+            "numpy": hello.get("numpy"),
+            "python_version": hello.get("python"),
+            "python": self.setup["python"],
+            "environment": self.setup["env"],
+            "environment_created": self.setup["created"],
+            "setup_seconds": self.setup["setup_seconds"],
+            "worker_start_seconds": self._w.start_seconds,
+            "worker_max_rss_kib": stats.get("max_rss_kib"),
+        }
+        return RunResult(self.name, out, np.concatenate(lats) if lats else np.empty(0), wall, info)
+
+    def close(self) -> None:
+        self._w.close()
 
 
 class TflmRunner(Runner):
@@ -563,40 +603,21 @@ class TflmRunner(Runner):
         return self._m.invoke(x)
 
 
-def tflite_runtime_interpreter() -> Any:
-    """The ``tflite_runtime`` Interpreter class, or a one-line :class:`LenetEdgeError` saying
-    why it is unavailable (not installed, or installed but broken under NumPy 2)."""
-    numpy_note = (
-        f"its newest wheels (2.14) are built for NumPy < 2 and this environment has "
-        f"NumPy {np.__version__}"
-    )
-    try:
-        with quiet_stderr():
-            from tflite_runtime.interpreter import Interpreter
-    except ModuleNotFoundError:
-        raise LenetEdgeError(
-            f"tflite-runtime is not installed ({numpy_note}); use --backend litert, which runs "
-            "the same TFLite kernels"
-        ) from None
-    except (ImportError, AttributeError, RuntimeError, SystemError) as exc:
-        raise LenetEdgeError(
-            f"tflite-runtime is installed but does not import ({first_line(exc)}); "
-            f"{numpy_note}; use --backend litert"
-        ) from None
-    return Interpreter
-
-
-def backend_unavailable_reason(name: str) -> str | None:
-    """None when backend ``name`` can be used here, else a one-line reason."""
+def backend_unavailable_reason(name: str, quiet: bool = True) -> str | None:
+    """None when backend ``name`` can be used here, else a one-line reason. For
+    ``tflite-runtime`` this makes its cached environment when it is missing (progress on
+    stderr unless ``quiet``)."""
     if name == "tflite-runtime":
+        from lenet_edge.tflrt import ensure_python
+
         try:
-            tflite_runtime_interpreter()
+            ensure_python(quiet=quiet)
         except LenetEdgeError as exc:
             return str(exc)
     return None
 
 
-def open_backend(name: str, model_bytes: bytes) -> Runner:
+def open_backend(name: str, model_bytes: bytes, quiet: bool = True) -> Runner:
     """Load ``model_bytes`` into backend ``name`` (one of :data:`BACKENDS`)."""
     if name == "litert":
         return LiteRTRunner(model_bytes)
@@ -605,15 +626,23 @@ def open_backend(name: str, model_bytes: bytes) -> Runner:
     if name == "tflm":
         return TflmRunner(model_bytes)
     if name == "tflite-runtime":
-        return TfliteRuntimeRunner(model_bytes)
+        return TfliteRuntimeRunner(model_bytes, quiet=quiet)
     raise LenetEdgeError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
 def run_backend(
-    name: str, model_bytes: bytes, inputs: np.ndarray, progress: ProgressFn | None = None
+    name: str,
+    model_bytes: bytes,
+    inputs: np.ndarray,
+    progress: ProgressFn | None = None,
+    quiet: bool = True,
 ) -> RunResult:
     """Run ``inputs`` (prepared for the model's input tensor) through backend ``name``."""
-    return open_backend(name, model_bytes).run(inputs, progress)
+    runner = open_backend(name, model_bytes, quiet=quiet)
+    try:
+        return runner.run(inputs, progress)
+    finally:
+        runner.close()
 
 
 def tflm_min_arena(model_bytes: bytes) -> dict[str, Any]:

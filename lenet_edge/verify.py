@@ -370,10 +370,14 @@ def load_reference(
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_backends(requested: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def resolve_backends(
+    requested: Sequence[str], quiet: bool = True
+) -> tuple[list[str], dict[str, str]]:
     """Backends to run (``all`` expands) and those skipped with the reason.
 
-    With ``all``, an unavailable ``tflite-runtime`` is skipped; asked for by name, it fails.
+    ``tflite-runtime`` gets its cached environment made here when it is missing (progress on
+    stderr unless ``quiet``). With ``all``, a ``tflite-runtime`` that cannot be set up is
+    skipped with the reason; asked for by name, it fails with that reason.
     """
     names: list[str] = []
     skipped: dict[str, str] = {}
@@ -386,7 +390,7 @@ def resolve_backends(requested: Sequence[str]) -> tuple[list[str], dict[str, str
                 )
             if name in names or name in skipped:
                 continue
-            reason = backend_unavailable_reason(name)
+            reason = backend_unavailable_reason(name, quiet=quiet)
             if reason is None:
                 names.append(name)
             elif r == "all":
@@ -438,7 +442,7 @@ def verify(
     for name in backends:
         bar = Progress(len(images), f"verify {name}", quiet=quiet, unit=" images")
         try:
-            res = run_backend(name, model.data, inputs, bar.update)
+            res = run_backend(name, model.data, inputs, bar.update, quiet=quiet)
         finally:
             bar.close()
         results[name] = res
@@ -449,6 +453,8 @@ def verify(
         entry["latency"] = res.latency_stats()
         entry["wall_seconds"] = round(res.wall_seconds, 3)
         entry["softmax_applied"] = softmax_applied
+        if res.info:
+            entry["worker"] = res.info
         if reference is not None:
             entry["vs_reference"] = compare_to_reference(
                 pred, probs, reference.pred, reference.probs, res.outputs
@@ -553,6 +559,18 @@ def format_report(report: dict[str, Any]) -> str:
             f"{r['wall_seconds']:>7.2f}s   {lat['mean_us']:.0f} / {lat['median_us']:.0f}"
             f" / {lat['p99_us']:.0f} µs (host)"
         )
+    for name, r in report["results"].items():
+        w = r.get("worker")
+        if w:
+            rss = w.get("worker_max_rss_kib")
+            lines.append(
+                f"{name:<16}worker: tflite_runtime {w.get('tflite_runtime')}, NumPy "
+                f"{w.get('numpy')}, Python {w.get('python_version')}; "
+                + ("environment made now in " if w.get("environment_created") else "set-up ")
+                + f"{w.get('setup_seconds', 0):.1f} s, worker start "
+                f"{w.get('worker_start_seconds', 0):.2f} s"
+                + (f", max RSS {rss / 1024:.0f} MiB" if rss else "")
+            )
     if ref:
         lines.append(
             f"{'reference':<16}{_pct(ref['accuracy']):>10}   float ({ref['kind']}, {ref['path']})"

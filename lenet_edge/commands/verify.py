@@ -23,9 +23,11 @@ from lenet_edge.interpreters import BACKENDS
 EPILOG = (
     "Backends: litert = ai_edge_litert with its default kernels (XNNPACK); litert-ref = "
     "LiteRT's reference kernels; tflm = the TFLM Python interpreter, the kernels the MCU runs "
-    "and the golden reference for the firmware; tflite-runtime = the legacy package, only "
-    "where it installs and imports (its 2.14 wheels need NumPy < 2); all = every available "
-    "one, side by side, with pairwise output differences in LSB. The input is prepared from "
+    "and the golden reference for the firmware; tflite-runtime = the legacy package "
+    "(2.14), run in a worker under its own cached environment with NumPy < 2, made on first use in "
+    "~/.cache/lenet-edge/tflite-runtime-2.14 (or set LENET_EDGE_TFLITE_RUNTIME_PYTHON to a "
+    "Python that has it); all = every available one, side by "
+    "side, with pairwise output differences in LSB. The input is prepared from "
     "the model's own input tensor (28x28 or 32x32; int8, uint8 or float32 with its scale and "
     "zero point), so any LeNet .tflite verifies, float ones included. The minimum TFLM arena "
     "is measured on this host (x86-64). Exit status: 0 passed, 1 failed (including "
@@ -141,7 +143,7 @@ def command(
     checked_reference = None
     if reference is not None:
         checked_reference = check_reference_file(reference, expect=tfl)
-    names, skipped = resolve_backends(list(backends))
+    names, skipped = resolve_backends(list(backends), quiet=quiet)
     mnist = data.load(data_dir)
     images, labels = mnist.x_test, mnist.y_test
     if limit is not None:

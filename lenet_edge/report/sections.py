@@ -421,11 +421,19 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
     """The host interpreters side by side, their pairwise differences, and the boards."""
     if verify_report is None:
         return {"missing": missing("Not available: no int8 model", quantize_cmd(found))}
-    results = verify_report["results"]
+    # In the order the backends ran (``backends``, a list): a JSON file read back may hold
+    # ``results`` with its keys sorted, and the page must not depend on which one it got.
+    ran = [n for n in verify_report.get("backends") or [] if n in verify_report["results"]]
+    results = {
+        n: verify_report["results"][n]
+        for n in ran + sorted(set(verify_report["results"]) - set(ran))
+    }
     golden = verify_report.get("golden_backend")
     rows: list[list[Any]] = []
+    workers: list[str] = []
     for name, r in results.items():
         vs = r.get("vs_reference") or {}
+        mean_us = (r.get("latency") or {}).get("mean_us")
         rows.append(
             [
                 {"b": name, "text": " (golden)" if name == golden else ""},
@@ -433,8 +441,17 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
                 pct(r.get("accuracy")),
                 pct(vs.get("top1_agreement")) if vs else "–",
                 count(vs.get("disagreements")) if vs else "–",
+                f"{mean_us:,.0f} µs" if isinstance(mean_us, int | float) else "–",
             ]
         )
+        w = r.get("worker")
+        if isinstance(w, dict):
+            rss = w.get("worker_max_rss_kib")
+            workers.append(
+                f"{name} ran in a worker process under its own environment (tflite_runtime "
+                f"{w.get('tflite_runtime')}, NumPy {w.get('numpy')})"
+                + (f"; the worker's peak RSS was {rss / 1024:.0f} MiB" if rss else "")
+            )
     ref = verify_report.get("reference")
     if ref:
         rows.append(
@@ -442,6 +459,7 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
                 f"float reference ({ref.get('kind')})",
                 count(ref.get("images")),
                 pct(ref.get("accuracy")),
+                "",
                 "",
                 "",
             ]
@@ -452,6 +470,7 @@ def fidelity(found: Found, verify_report: dict[str, Any] | None) -> dict[str, An
         "skipped": [
             [str(k), str(v)] for k, v in (verify_report.get("skipped_backends") or {}).items()
         ],
+        "workers": workers,
         "matrix": None,
     }
     names = list(results)

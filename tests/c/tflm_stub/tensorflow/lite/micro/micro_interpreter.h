@@ -1,6 +1,12 @@
-// Minimal stand-in for TFLM's MicroInterpreter (tests only).
+// Minimal stand-in for TFLM's MicroInterpreter (tests only). The members the exported
+// example uses, with the signatures of tensorflow/tflite-micro's micro_interpreter.h: the
+// constructor (model, op resolver, arena, arena size; TFLM adds defaulted parameters),
+// AllocateTensors() and Invoke() returning TfLiteStatus, input(size_t) and output(size_t)
+// returning TfLiteTensor*, and TFLITE_SCHEMA_VERSION, which TFLM defines in this header.
 #pragma once
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+
+#define TFLITE_SCHEMA_VERSION (3)
 
 namespace tflite {
 class MicroInterpreter {

@@ -1,5 +1,8 @@
 // Minimal stand-in for TFLM's MicroMutableOpResolver (tests only): the Add* methods the
-// exporter may emit, with TFLM's names and signatures.
+// exporter may emit, with TFLM's names and signatures (a class template on
+// `unsigned int tOpCount` deriving from MicroOpResolver, default-constructible, each Add*
+// callable without arguments and returning TfLiteStatus; TFLM gives AddFullyConnected and
+// AddSoftmax a defaulted registration parameter).
 #pragma once
 #include "tensorflow/lite/schema/schema_generated.h"
 

@@ -4,8 +4,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#define TFLITE_SCHEMA_VERSION (3)
-
 typedef enum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
 
 typedef union TfLitePtrUnion {
