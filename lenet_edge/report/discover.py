@@ -224,6 +224,11 @@ def quantize_cmd(found: Found) -> str:
     return f"lenet-edge quantize {r}/model.keras --out {r}/model_int8.tflite"
 
 
+def export_cmd(found: Found) -> str:
+    """The command that exports the run's int8 model as C."""
+    return f"lenet-edge export-c {tflite_rel(found)} --out {found.run_dir.as_posix()}/c"
+
+
 def tflite_rel(found: Found) -> str:
     """The int8 model's path as the commands shown on the page name it."""
     if found.tflite is None:
