@@ -54,6 +54,12 @@ def _listed_changes(root: Path, listed: dict[str, Any], shown: str) -> list[str]
     return changes
 
 
+def summarize_changes(changes: list[str], shown: int = 4) -> str:
+    """The first ``shown`` changes for a one-line message, with how many more there are."""
+    more = f" and {len(changes) - shown} more" if len(changes) > shown else ""
+    return ", ".join(changes[:shown]) + more
+
+
 def export_changes(directory: Path, meta: dict[str, Any]) -> list[str]:
     """What differs from the export that export-c wrote: every file listed in export.json
     with its SHA-256 is compared, and every file not listed (a source added to standalone/

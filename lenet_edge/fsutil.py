@@ -142,7 +142,7 @@ def check_not_input(
 RECORD_TOOLS = ("lenet-edge ", "firmware_export ")
 
 
-def _owned(directory: Path, record: str, command: str) -> bool:
+def _owned(directory: Path, record: str) -> bool:
     """Whether ``directory`` holds ``record``, written by this toolkit (``"tool"`` key)."""
     try:
         doc = json.loads((directory / record).read_bytes())
@@ -179,7 +179,7 @@ def check_output_dir(
             entries = sorted(e.name for e in final.iterdir())
         except OSError as exc:
             raise LenetEdgeError(f"cannot read {_show(out)}: {exc.strerror or exc}") from None
-        if entries and not _owned(final, record, command):
+        if entries and not _owned(final, record):
             shown = ", ".join(_show(e) for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
             raise OutputRefused(
                 f"{option} {_show(out)} already holds files that `lenet-edge {command}` did not "

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import numpy as np
 
-from firmware_export.exportdir import export_changes
+from firmware_export.exportdir import export_changes, summarize_changes
 from firmware_export.mcu.boards import board_names
 from lenet_edge.commands._common import (
     FiniteFloat,
@@ -298,11 +298,9 @@ def command(
     _check_export_model(export.model_path, export.meta)
     changes = export_changes(export.directory, export.meta)
     if changes and not allow_modified:
-        shown = ", ".join(changes[:4]) + (
-            f" and {len(changes) - 4} more" if len(changes) > 4 else ""
-        )
         raise mcu.McuError(
-            f"{export_dir} is not the export that export-c wrote ({shown}; SHA-256 from "
+            f"{export_dir} is not the export that export-c wrote "
+            f"({summarize_changes(changes)}; SHA-256 from "
             "export.json); re-run `lenet-edge export-c`, or test the edited sources knowingly "
             "with --allow-modified"
         )

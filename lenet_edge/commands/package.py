@@ -35,7 +35,12 @@ def command(export_dir: Path, fmt: str, quiet: bool) -> None:
     from firmware_export.csyntax import check_prefix
     from firmware_export.digest import sha256_file
     from firmware_export.errors import FirmwareExportError
-    from firmware_export.exportdir import PACKAGE_RECORD, export_changes, read_package_record
+    from firmware_export.exportdir import (
+        PACKAGE_RECORD,
+        export_changes,
+        read_package_record,
+        summarize_changes,
+    )
     from firmware_export.mcu import McuError, read_export
     from lenet_edge.errors import LenetEdgeError
     from lenet_edge.fsutil import OutputRefused, atomic_dir, check_output_dir, json_bytes
@@ -47,11 +52,9 @@ def command(export_dir: Path, fmt: str, quiet: bool) -> None:
         raise package.PackageUsageError(str(exc)) from None
     changes = export_changes(export.directory, export.meta)
     if changes:
-        shown = ", ".join(changes[:4]) + (
-            f" and {len(changes) - 4} more" if len(changes) > 4 else ""
-        )
         raise package.PackageUsageError(
-            f"{export_dir} is not the export that export-c wrote ({shown}; SHA-256 from "
+            f"{export_dir} is not the export that export-c wrote "
+            f"({summarize_changes(changes)}; SHA-256 from "
             "export.json and package.json); re-run `lenet-edge export-c`, then package"
         )
     if fmt == "all":
