@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_export.mcu import cycles
 from firmware_export.mcu.boards import Board
 from firmware_export.mcu.build import Builder, Export, Prebuilt
 from firmware_export.mcu.errors import McuError
@@ -185,5 +186,15 @@ def run_board(
             "trace_seconds": round(counts["seconds"], 3),
             "method": counts["method"],
         }
+        # Cycles are estimated from the same trace (one inference), never measured.
+        report["cycles"] = cycles.summarize(
+            board.core,
+            counts["model"],
+            first["infer"].get("cycles"),
+            first["quantize"].get("cycles"),
+            [c["cycles"] for c in first["calls"] if "cycles" in c],
+            report["instructions"]["per_layer"],
+            macs,
+        )
     report["seconds"] = round(time.monotonic() - t_start, 3)
     return report

@@ -19,6 +19,8 @@ class Toolchain:
     nm: str
     qemu: str
     qemu_version: tuple[int, int]
+    #: Disassembles the ELF for the cycle estimate (binutils, installed with the compiler).
+    objdump: str = "arm-none-eabi-objdump"
 
     def single_step_flags(self) -> list[str]:
         """One guest instruction per translation block (the option was renamed in QEMU 8.1)."""
@@ -40,6 +42,7 @@ def find_toolchain() -> Toolchain:
         ("gcc", "arm-none-eabi-gcc"),
         ("size", "arm-none-eabi-size"),
         ("nm", "arm-none-eabi-nm"),
+        ("objdump", "arm-none-eabi-objdump"),
         ("qemu", "qemu-system-arm"),
     ):
         path = shutil.which(exe)

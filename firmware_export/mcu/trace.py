@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_export.mcu import cycles
 from firmware_export.mcu.errors import McuError
 from firmware_export.mcu.memory import Image, MapSection, categorize, parse_map
 from firmware_export.mcu.qemu import PIXELS, check_exit, compare_outputs, parse_result, qemu_argv
@@ -76,14 +77,24 @@ class _SymbolTable:
 _TRACE_PC = re.compile(rb"\[[0-9a-fA-F]+/([0-9a-fA-F]+)/")
 
 
+#: A step of the trace: (previous PC, PC, next PC); -1 where the trace has none. The cycle
+#: estimate needs both neighbours: the next PC tells a taken branch from one not taken, the
+#: previous one whether a load or store pipelines behind another (see ``cycles``).
+Step = tuple[int, int, int]
+
+
 @dataclasses.dataclass
 class TracedImage:
-    """The executed PCs of one image: PC -> number of executions."""
+    """The executed PCs of one image: PC -> number of executions, and the same executions as
+    steps with their neighbours (``*_steps``)."""
 
     quantize: Counter[int]
     infer: Counter[int]
     #: One counter per call made by the root function (``<prefix>_infer``): the layers.
     calls: list[Counter[int]]
+    quantize_steps: Counter[Step] = dataclasses.field(default_factory=Counter)
+    infer_steps: Counter[Step] = dataclasses.field(default_factory=Counter)
+    call_steps: list[Counter[Step]] = dataclasses.field(default_factory=list)
 
 
 def _trace_regions(
@@ -101,16 +112,21 @@ def _trace_regions(
     with whatever that callee calls in turn. The markers' own instructions and the harness
     code around the calls are included; the caller filters them out by object file.
     Lines that are not trace lines go to ``other_lines`` (QEMU's own messages).
+
+    Each PC is counted with its neighbours in the whole trace, as a :data:`Step`; a PC is
+    handled once the next one is read, so the last PC of a chunk waits for the next chunk.
     """
     images: list[dict[str, Any]] = []
-    current: Counter[bytes] | None = None
-    call: Counter[bytes] | None = None
+    current: Counter[tuple[bytes, bytes, bytes]] | None = None
+    call: Counter[tuple[bytes, bytes, bytes]] | None = None
     rest = b""
     tags: dict[bytes, str] = {}
-    while True:
+    # The PC before the pending one, and the pending one (b"": none).
+    carry = [b""]
+    eof = False
+    while not eof:
         chunk = stream.read1(1 << 22) if hasattr(stream, "read1") else stream.read(1 << 22)
-        if not chunk:
-            break
+        eof = not chunk
         chunk = rest + chunk
         cut = chunk.rfind(b"\n") + 1
         rest = chunk[cut:]
@@ -127,18 +143,24 @@ def _trace_regions(
             if root is not None:
                 tags = {f"{a:0{width}x}".encode(): "root" for a in range(root[0], root[1], 2)}
             tags.update({f"{a:0{width}x}".encode(): name for a, name in markers.items()})
+        seq = carry + pcs
+        if eof:
+            seq.append(b"")
+        # seq[1:-1] are handled now: each has its previous and next PC in seq.
+        prevs, body, nexts = seq[:-2], seq[1:-1], seq[2:]
+        carry = seq[-2:]
         start = 0
-        hits = [i for i, pc in enumerate(pcs) if pc in tags]
-        for i in [*hits, len(pcs)]:
+        hits = [i for i, pc in enumerate(body) if pc in tags]
+        for i in [*hits, len(body)]:
             if i > start:
-                segment = pcs[start:i]
+                segment = list(zip(prevs[start:i], body[start:i], nexts[start:i], strict=True))
                 if current is not None:
                     current.update(segment)
                 if call is not None:
                     call.update(segment)
-            if i == len(pcs):
+            if i == len(body):
                 break
-            pc = pcs[i]
+            pc = body[i]
             tag = tags[pc]
             call = None
             if tag == "mcu_mark_quantize":
@@ -149,19 +171,39 @@ def _trace_regions(
             elif tag != "root":
                 current = None
             if current is not None:
-                current[pc] += 1
+                current[(prevs[i], pc, nexts[i])] += 1
             if tag == "root" and images and current is images[-1]["infer"]:
                 call = Counter()
                 images[-1]["calls"].append(call)
             start = i + 1
 
-    def ints(c: Counter[bytes]) -> Counter[int]:
-        return Counter({int(pc, 16): n for pc, n in c.items()})
+    def steps(c: Counter[tuple[bytes, bytes, bytes]]) -> Counter[Step]:
+        out: Counter[Step] = Counter()
+        for (prev, pc, nxt), n in c.items():
+            out[(int(prev, 16) if prev else -1, int(pc, 16), int(nxt, 16) if nxt else -1)] += n
+        return out
 
-    return [
-        TracedImage(ints(img["quantize"]), ints(img["infer"]), [ints(c) for c in img["calls"] if c])
-        for img in images
-    ]
+    def pcs_of(c: Counter[Step]) -> Counter[int]:
+        out: Counter[int] = Counter()
+        for (_, pc, _), n in c.items():
+            out[pc] += n
+        return out
+
+    result = []
+    for img in images:
+        quantize, infer = steps(img["quantize"]), steps(img["infer"])
+        calls = [steps(c) for c in img["calls"] if c]
+        result.append(
+            TracedImage(
+                pcs_of(quantize),
+                pcs_of(infer),
+                [pcs_of(c) for c in calls],
+                quantize,
+                infer,
+                calls,
+            )
+        )
+    return result
 
 
 def count_instructions(
@@ -194,6 +236,8 @@ def count_instructions(
     if set(markers.values()) != set(MARKERS):
         raise McuError(f"{image.elf.name}: the harness markers are missing from the symbols")
     root = next(((s.address, s.address + s.size) for s in symbols if s.name == root_function), None)
+    model = cycles.model_for(image.board.core)
+    code = cycles.disassemble(tool.objdump, image.elf) if model is not None else {}
     argv = [
         *qemu_argv(tool, image.board, image.elf, ["stream"]),
         "-d",
@@ -259,7 +303,10 @@ def count_instructions(
             f"{image.board.name}: the trace holds {len(regions)} inferences, expected {len(raw)}"
         )
 
-    def tally(pcs: Counter[int]) -> dict[str, Any]:
+    def library(pc: int) -> bool:
+        return table.category(pc) != "harness"
+
+    def tally(pcs: Counter[int], steps: Counter[Step]) -> dict[str, Any]:
         funcs: Counter[str] = Counter()
         cats: Counter[str] = Counter()
         for pc, n in pcs.items():
@@ -268,19 +315,22 @@ def count_instructions(
                 continue
             funcs[table.name(pc)] += n
             cats[cat] += n
-        return {
+        out: dict[str, Any] = {
             "total": sum(funcs.values()),
             "per_function": dict(sorted(funcs.items(), key=lambda kv: (-kv[1], kv[0]))),
             "by_category": dict(sorted(cats.items())),
         }
+        if model is not None:
+            out["cycles"] = cycles.estimate(steps, code, model, library)
+        return out
 
     per_image = []
     for reg in regions:
-        calls = [tally(c) for c in reg.calls]
+        calls = [tally(c, s) for c, s in zip(reg.calls, reg.call_steps, strict=True)]
         per_image.append(
             {
-                "quantize": tally(reg.quantize),
-                "infer": tally(reg.infer),
+                "quantize": tally(reg.quantize, reg.quantize_steps),
+                "infer": tally(reg.infer, reg.infer_steps),
                 # The calls made by <prefix>_infer, in order (harness-only runs dropped).
                 "calls": [c for c in calls if c["total"]],
             }
@@ -291,6 +341,7 @@ def count_instructions(
         "method": f"qemu-system-arm {tool.qemu_version[0]}.{tool.qemu_version[1]} "
         f"-d exec,nochain {' '.join(tool.single_step_flags())}, "
         "PCs mapped with arm-none-eabi-nm -S",
+        "model": model,
     }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from firmware_export.exportdir import export_changes, summarize_changes
 from firmware_export.mcu.boards import board_names
+from firmware_export.mcu.cycles import LABEL as CYCLES_LABEL
 from lenet_edge.commands._common import (
     FiniteFloat,
     check_json_output,
@@ -172,6 +173,31 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
             per_mac = f"{layer['per_mac']:.2f}/MAC" if layer["per_mac"] is not None else ""
             what = f"{layer['name']} ({layer['kernel']})"
             click.echo(f"    {what:<38} {layer['instructions']:>10} {per_mac:>10}")
+    for r in reports:
+        _print_cycles(r)
+
+
+def _print_cycles(r: dict[str, Any]) -> None:
+    """The cycle estimate of one board, labelled as such (QEMU counts instructions only)."""
+    cyc = r.get("cycles")
+    if not cyc:
+        return
+    if not cyc["modelled"]:
+        click.echo(f"\n{r['board']}: cycles {CYCLES_LABEL}: not modelled ({cyc['reason']})")
+        return
+    low, high = cyc["per_inference_range"]
+    spread = f" (range {low} to {high})" if low != high else ""
+    ms = ", ".join(f"{m['ms']:.2f} ms at {m['clock_mhz']} MHz" for m in cyc["ms"])
+    per_mac = f", {cyc['per_mac']:.2f}/MAC" if cyc["per_mac"] is not None else ""
+    click.echo(
+        f"\n{r['board']}: cycles per inference {CYCLES_LABEL} ({cyc['model']['core']} timing "
+        f"model, zero wait states; docs/performance.md): {cyc['per_inference']} "
+        f"{spread}{per_mac}; {ms}"
+    )
+    for layer in cyc.get("per_layer") or []:
+        per_mac = f"{layer['per_mac']:.2f}/MAC" if layer["per_mac"] is not None else ""
+        what = f"{layer['name']} ({layer['kernel']})"
+        click.echo(f"    {what:<38} {layer['cycles']:>10} {per_mac:>10}")
 
 
 def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:

@@ -32,7 +32,13 @@ def have(tool: str) -> bool:
 
 
 #: The Cortex-M toolchain and emulator (``make system-deps``).
-MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+MCU_TOOLS = (
+    "arm-none-eabi-gcc",
+    "arm-none-eabi-size",
+    "arm-none-eabi-nm",
+    "arm-none-eabi-objdump",
+    "qemu-system-arm",
+)
 
 
 def _missing(tools: tuple[str, ...]) -> list[str]:
