@@ -152,6 +152,28 @@ def _core_row(label: str, board: dict[str, Any]) -> dict[str, Any]:
         "code_bytes": board["memory"]["flash"]["library"],
         "peak_ram": board["memory"]["peak_ram"],
         "stack_high_water": board["memory"]["stack"]["high_water"],
+        "cycles": _cycles_row(board.get("cycles")),
+    }
+
+
+def _cycles_row(cyc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """mcu-test's cycle estimate of one board, kept apart from the (exact) instruction counts."""
+    if not cyc:
+        return None
+    if not cyc["modelled"]:
+        return {"label": cyc["label"], "modelled": False, "reason": cyc["reason"]}
+    return {
+        "label": cyc["label"],
+        "modelled": True,
+        "model": cyc["model"]["core"],
+        "per_inference": cyc["per_inference"],
+        "range": cyc["per_inference_range"],
+        "per_mac": cyc["per_mac"],
+        "ms": cyc["ms"],
+        "per_layer": [
+            {k: layer[k] for k in ("name", "cycles", "per_mac")}
+            for layer in cyc.get("per_layer") or []
+        ],
     }
 
 
@@ -435,10 +457,9 @@ def render_markdown(rec: dict[str, Any]) -> str:
                 layer = c["per_layer"][i] if i < len(c["per_layer"]) else None
                 cells.append(f"{layer['instructions']:,}" if layer else "–")
             lines.append(f"| {lname} | {macs:,} | " + " | ".join(cells) + " |")
+        lines += ["", f"¹ {peer['source']}; not measured by this bench.", ""]
+        lines += _cycles_markdown(main)
         lines += [
-            "",
-            f"¹ {peer['source']}; not measured by this bench.",
-            "",
             "## Fidelity (int8 outputs over 10,000 images)",
             "",
             "| pair | images that differ | largest difference (LSB) |",
@@ -453,3 +474,60 @@ def render_markdown(rec: dict[str, Any]) -> str:
         )
         lines += ["", f"Standalone C on the boards vs TFLM, bit for bit: {exact}.", ""]
     return "\n".join(lines)
+
+
+def _cycles_markdown(main: dict[str, Any]) -> list[str]:
+    """The cycle estimates of the cores, in a section of their own: estimated, never measured,
+    and never set beside TFLM's figures, which are quoted in instructions."""
+    cores = [c for c in main["cores"] if c.get("cycles")]
+    if not cores:
+        return []
+    lines = [
+        f"## On the core: cycles, estimated from the instruction trace (`{main['variant']}`, "
+        "one inference)",
+        "",
+        "Not measured: QEMU counts instructions, and each executed instruction is charged the "
+        "cycles of its class in the core's Technical Reference Manual, with zero wait states "
+        '(the model, its sources and what it ignores: `docs/performance.md`, section "Cycles '
+        "(estimated from the instruction trace)\"). TFLM's figures are quoted in instructions "
+        "only and have no cycle estimate.",
+        "",
+        "| core | cycles per inference (estimated from the instruction trace) | range | per MAC "
+        "| milliseconds (estimated) |",
+        "|---|---|---|---|---|",
+    ]
+    reasons = []
+    for c in cores:
+        cyc = c["cycles"]
+        if not cyc["modelled"]:
+            lines.append(f"| {c['label']} | not modelled² | | | |")
+            reasons.append(f"² {c['label']}: {cyc['reason']}.")
+            continue
+        low, high = cyc["range"]
+        spread = f"{low:,} to {high:,}" if low != high else "–"
+        ms = ", ".join(f"{m['ms']:.2f} ms at {m['clock_mhz']} MHz" for m in cyc["ms"])
+        per_mac = f"{cyc['per_mac']:.2f}" if cyc["per_mac"] is not None else "–"
+        lines.append(f"| {c['label']} | {cyc['per_inference']:,} | {spread} | {per_mac} | {ms} |")
+    if reasons:
+        lines += ["", *reasons]
+    modelled = [c for c in cores if c["cycles"]["modelled"] and c["cycles"]["per_layer"]]
+    if modelled:
+        lines += [
+            "",
+            "Per layer (cycles estimated from the instruction trace; per MAC in parentheses):",
+            "",
+            "| layer | " + " | ".join(c["label"] for c in modelled) + " |",
+            "|---|" + "---|" * len(modelled),
+        ]
+        for i, layer in enumerate(modelled[0]["cycles"]["per_layer"]):
+            cells = []
+            for c in modelled:
+                rows = c["cycles"]["per_layer"]
+                row = rows[i] if i < len(rows) else None
+                if row is None:
+                    cells.append("–")
+                    continue
+                per_mac = f" ({row['per_mac']:.2f})" if row["per_mac"] is not None else ""
+                cells.append(f"{row['cycles']:,}{per_mac}")
+            lines.append(f"| {layer['name']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]

@@ -19,7 +19,8 @@ single-step trace mapped to the ELF's symbols).
 One module per stage: ``boards`` (the board packages, the one board list), ``toolchain``
 (finding and running the tools), ``build`` (the export to build, :class:`Builder`),
 ``memory`` (map file, flash/RAM report), ``qemu`` (running an image), ``trace`` (instruction
-counts) and ``run`` (one board end to end). This package never imports TensorFlow: expected
+counts), ``cycles`` (cycles estimated from that trace with the TRMs' per-class timings) and
+``run`` (one board end to end). This package never imports TensorFlow: expected
 outputs are computed by the caller.
 """
 

@@ -124,7 +124,7 @@ class Instruction:
     #: store addresses with: a load does not pipeline with the next access when that access
     #: computes its address from the loaded register.
     loads: str = ""
-    addressregisters: frozenset[str] = frozenset()
+    address_registers: frozenset[str] = frozenset()
 
 
 def _split(mnemonic: str) -> tuple[str, bool] | None:
@@ -375,11 +375,9 @@ NOT_MODELLED = {
 
 
 def model_for(core: str) -> CoreModel | None:
-    """The model of a board's core (``Cortex-M4F`` uses the M4's), or None."""
-    for name, model in MODELS.items():
-        if core == name or (core.startswith(name) and not core[len(name) :].isdigit()):
-            return model
-    return None
+    """The model of a board's core, or None. A trailing ``F`` (the FPU option, Cortex-M4F)
+    keeps the integer timings; any other suffix (Cortex-M0+) is another core."""
+    return MODELS.get(core.removesuffix("F"))
 
 
 # --- the estimate --------------------------------------------------------------------------
@@ -402,7 +400,7 @@ def class_of(
             before is not None
             and before.kind == "load_store"
             and before.pipelines_next
-            and before.loads not in insn.addressregisters
+            and before.loads not in insn.address_registers
         ):
             return "load_store_pipelined", 0
     return insn.kind, insn.registers

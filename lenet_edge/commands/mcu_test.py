@@ -191,7 +191,7 @@ def _print_cycles(r: dict[str, Any]) -> None:
     per_mac = f", {cyc['per_mac']:.2f}/MAC" if cyc["per_mac"] is not None else ""
     click.echo(
         f"\n{r['board']}: cycles per inference {CYCLES_LABEL} ({cyc['model']['core']} timing "
-        f"model, zero wait states; docs/performance.md): {cyc['per_inference']} "
+        f"model, zero wait states; docs/performance.md): {cyc['per_inference']}"
         f"{spread}{per_mac}; {ms}"
     )
     for layer in cyc.get("per_layer") or []:

@@ -139,6 +139,25 @@ def test_embedded_vectors_match_tflm_on_every_board(
     assert all(x["instructions"] > x["macs"] / 2 for x in ins["per_layer"])
     assert not any(name.startswith("mcu_") for name in ins["per_function"])  # harness excluded
     assert ins["quantize"] > 784  # lenet_quantize_mnist touches every pixel
+    # Cycles: estimated from the same trace (M7 not modelled), over the same instructions.
+    cyc = r["cycles"]
+    assert cyc["label"] == "estimated from the instruction trace"
+    assert cyc["modelled"] is (r["core"] != "Cortex-M7"), cyc
+    if cyc["modelled"]:
+        assert cyc["instructions"] == ins["per_inference"]
+        assert sum(c["instructions"] for c in cyc["by_class"].values()) == ins["per_inference"]
+        assert sum(c["cycles"] for c in cyc["by_class"].values()) == cyc["per_inference"]
+        low, high = cyc["per_inference_range"]
+        assert ins["per_inference"] < low <= cyc["per_inference"] <= high < 3 * low
+        assert [x["name"] for x in cyc["per_layer"]] == [x["name"] for x in layers]
+        assert sum(x["cycles"] for x in cyc["per_layer"]) < cyc["per_inference"]
+        assert [x["instructions"] for x in cyc["per_layer"]] == [
+            x["instructions"] for x in ins["per_layer"]
+        ]
+        assert cyc["ms"][0]["ms"] == pytest.approx(
+            cyc["per_inference"] / (1000 * cyc["ms"][0]["clock_mhz"]), abs=1e-3
+        )
+        assert not cyc["unclassified"]  # every instruction of the engine has a timing row
 
 
 def test_stm32vldiscovery_runs_lenet_in_8k_of_ram(board_run: Any) -> None:
