@@ -339,9 +339,64 @@ def run_bench(
         "lecun_1998_accuracy": LECUN_1998_ACCURACY,
         "tflm_peer_reference": TFLM_PEER,
     }
+    record["engine_before"] = engine_before()
     atomic_write_json(out / "bench.json", record)
     atomic_write_text(out / "BENCHMARKS.md", render_markdown(record))
     return record
+
+
+#: The engine's figures before issue 12 (commit cec48d5), quoted as the "before" column.
+ENGINE_BEFORE = Path(__file__).with_name("engine_before.json")
+
+
+def engine_before() -> dict[str, Any]:
+    """The engine's per-core and per-layer instruction counts before issue 12, as `bench`
+    measured them at commit cec48d5 (exact QEMU counts of the same GCC build, so they do not
+    depend on the host): the reference the "before" columns are set against."""
+    return _read(ENGINE_BEFORE)
+
+
+def _before_markdown(main: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
+    """Instructions per layer and per MAC, the engine before issue 12 against this run."""
+    if not before or before.get("variant") != main["variant"]:
+        return []
+    old = {c["label"]: c for c in before["cores"]}
+    cores = [c for c in main["cores"] if c["label"] in old]
+    if not cores:
+        return []
+    lines = [
+        f"Per layer, before (the engine of commit {before['commit']}, same bench) and now; "
+        "instructions, per MAC in parentheses:",
+        "",
+        "| layer | MACs | " + " | ".join(f"{c['label']} before | now" for c in cores) + " |",
+        "|---|---|" + "---|---|" * len(cores),
+    ]
+
+    def cell(layer: dict[str, Any] | None) -> str:
+        if layer is None:
+            return "–"
+        per = layer.get("per_mac")
+        return f"{layer['instructions']:,}" + (f" ({per:.2f})" if per else "")
+
+    for i, layer in enumerate(cores[0]["per_layer"]):
+        cells = []
+        for c in cores:
+            prev = {x["name"]: x for x in old[c["label"]]["per_layer"]}.get(layer["name"])
+            now = c["per_layer"][i] if i < len(c["per_layer"]) else None
+            cells += [cell(prev), cell(now)]
+        lines.append(
+            f"| {layer['name']} | {layer.get('macs') or 0:,} | " + " | ".join(cells) + " |"
+        )
+    totals = []
+    for c in cores:
+        prev = old[c["label"]]
+        totals += [
+            f"**{prev['instructions']:,}** ({prev['per_mac']:.2f})",
+            f"**{c['instructions']:,}** ({c['per_mac']:.2f})",
+        ]
+    lines.append("| **total** | | " + " | ".join(totals) + " |")
+    lines.append("")
+    return lines
 
 
 def _pct(x: float | None) -> str:
@@ -458,6 +513,7 @@ def render_markdown(rec: dict[str, Any]) -> str:
                 cells.append(f"{layer['instructions']:,}" if layer else "–")
             lines.append(f"| {lname} | {macs:,} | " + " | ".join(cells) + " |")
         lines += ["", f"¹ {peer['source']}; not measured by this bench.", ""]
+        lines += _before_markdown(main, rec.get("engine_before"))
         lines += _cycles_markdown(main)
         lines += [
             "## Fidelity (int8 outputs over 10,000 images)",
