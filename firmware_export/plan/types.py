@@ -78,7 +78,7 @@ class Table:
 class FastRequant:
     """TFLM's requantization (double rounding) plus the output zero point, in the form the
     fast kernels use: ``x = srdhm(acc, multiplier)`` computed as the rounded high word of
-    ``(2 * acc) * multiplier`` (one ``SMMULR``), then ``(x + (x >> 31) + round) >> rshift``
+    ``(2 * acc) * multiplier`` (one ``SMMULR``), then ``(x + (acc >> 31) + round) >> rshift``
     with ``round = 2^(rshift - 1) + zero_point * 2^rshift``. Exact (see ``quantmath``) when
     every shift is a right shift and the accumulator bound leaves room; otherwise the plan
     keeps ``None`` and the kernels use the generic arithmetic."""
