@@ -184,6 +184,9 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         "h_extra": 1 if shape.kh % 2 else 0,
         "width": width,
         "windows": tp.windows,
+        # Strips narrower than a row share kw - 1 columns with the next one: copying them over
+        # costs a load and a store a word, filling them again about four instructions.
+        "slide": tp.windows < tp.blocks_w and shape.kw > 1,
         "blocks_h": tp.blocks_h,
         "blocks_w": tp.blocks_w,
         "pad_top": s.pad_top,
