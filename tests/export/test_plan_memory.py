@@ -186,6 +186,8 @@ def test_random_groups_give_valid_layouts(seed: int) -> None:
             )
         else:
             first = rng.randint(0, 6)
-            reqs.append(Request(rng.randint(0, 40), first, rng.randint(first, 7), rng.choice([1, 4])))
+            reqs.append(
+                Request(rng.randint(0, 40), first, rng.randint(first, 7), rng.choice([1, 4]))
+            )
     layout = plan_memory(reqs)
     assert check_layout(reqs, layout) == []
