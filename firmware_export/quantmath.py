@@ -104,11 +104,12 @@ def mulhi_round(a: int, m: int) -> int:
 def requantize_fast(acc: int, multiplier: int, rnd: int, rshift: int) -> int:
     """The engine's fast requantization of ``acc`` (see ``plan.FastRequant``), as the C code
     computes it: ``x = mulhi_round(2 * acc, m)`` is gemmlowp's ``srdhm(acc, m)``, and
-    ``(x + (x >> 31) + rnd) >> rshift`` with ``rnd = 2^(rshift-1) + zp * 2^rshift`` is
-    ``RoundingDivideByPOT(x, rshift) + zp`` (halves away from zero). ``mbqm(acc, m, -rshift)
-    + zp`` whenever the plan allows it (|acc| < 2^30, no overflow in the sum)."""
+    ``(x + (acc >> 31) + rnd) >> rshift`` with ``rnd = 2^(rshift-1) + zp * 2^rshift`` is
+    ``RoundingDivideByPOT(x, rshift) + zp`` (halves away from zero; the sign comes from
+    ``acc`` so that C can add it inside the multiply). ``mbqm(acc, m, -rshift) + zp``
+    whenever the plan allows it (|acc| < 2^30, no overflow in the sum)."""
     x = mulhi_round(2 * acc, multiplier)
-    return (x + (x >> 31) + rnd) >> rshift
+    return (x + (acc >> 31) + rnd) >> rshift
 
 
 def mbqm_greater_than_one(x: int, multiplier: int, left_shift: int) -> int:

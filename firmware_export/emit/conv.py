@@ -127,21 +127,24 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
             f"{s.name} input channels with a non-zero weight [{n_maps}]",
         )
         channel_expr = f"(int32_t){pc}[m]"
-    map_start = map_offset = ""
+    map_offset, map_type, map_end = "", "uint16_t", "0xFFFF"
     if not tp.dense:
-        map_start = wr.array(
-            "uint16_t",
-            f"{s.name}_map_start",
-            tp.map_start,
-            f"{s.name} first entry of each output channel in {s.name}_map_offset [{s.out_c} + 1]",
-        )
-        offsets = [k * map_words for k in tp.maps]
+        # Each output channel's used input maps as tile offsets (words), ended by a marker:
+        # the kernel walks one pointer through the list, channel after channel.
+        offsets: list[int] = []
+        for oc in range(s.out_c):
+            offsets += [
+                tp.maps[k] * map_words for k in range(tp.map_start[oc], tp.map_start[oc + 1])
+            ]
+            offsets.append(-1)
+        wide = max(offsets) >= 0xFFFF
+        map_type, map_end = ("int32_t", "-1") if wide else ("uint16_t", "0xFFFF")
         map_offset = wr.array(
-            "uint16_t" if max(offsets, default=0) <= 0xFFFF else "int32_t",
+            map_type,
             f"{s.name}_map_offset",
-            offsets,
-            f"{s.name} tile offset (words) of each (output channel, used input channel) "
-            f"[{len(offsets)}]",
+            [v if wide or v >= 0 else 0xFFFF for v in offsets],
+            f"{s.name} tile offset (words) of each used input map, output channel after output "
+            f"channel, each channel's list ended by {map_end} [{len(tp.maps)} + {s.out_c}]",
         )
     # x86: the strip's positions as lanes when the strip is wide and there is one input
     # channel (and pooling), reading the portable weights; the output channels as lanes
@@ -184,6 +187,9 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         "h_extra": 1 if shape.kh % 2 else 0,
         "width": width,
         "windows": tp.windows,
+        # Strips narrower than a row share kw - 1 columns with the next one: copying them over
+        # costs a load and a store a word, filling them again about four instructions.
+        "slide": tp.windows < tp.blocks_w and shape.kw > 1,
         "blocks_h": tp.blocks_h,
         "blocks_w": tp.blocks_w,
         "pad_top": s.pad_top,
@@ -196,8 +202,9 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         "npairs": tp.weights.shape[1],
         "channel_expr": channel_expr,
         "dense": tp.dense,
-        "map_start": map_start,
         "map_offset": map_offset,
+        "map_type": map_type,
+        "map_end": map_end,
         "weights": w,
         "rq": rq,
         "table": table,

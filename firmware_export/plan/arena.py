@@ -4,7 +4,7 @@ each step's kernel scratch goes (``memory.plan_memory``), and how wide the tile 
 from __future__ import annotations
 
 from firmware_export import tile
-from firmware_export.plan.memory import Request, plan_memory
+from firmware_export.plan.memory import Part, Request, plan_memory
 from firmware_export.plan.types import ARENA_ALIGN, Buffer, ConvStep, LutStep, Step, Table
 
 
@@ -23,12 +23,65 @@ def _merge(steps: list[Step], buffers: list[Buffer], keep: Buffer, gone: Buffer)
     buffers.remove(gone)
 
 
+def output_lead(step: ConvStep) -> int | None:
+    """How many bytes before its input a tile convolution's output may start and still never
+    overwrite an input byte the layer reads later; None when it gains nothing.
+
+    Block row ``by`` writes output rows up to the end of row ``by`` (``by`` pooled, or conv
+    rows ``2 by + 1`` without pooling) while the fills still read input rows from
+    ``2 by - pad_top`` on; every byte of the rows above is dead.
+    """
+    tp = step.tile
+    if tp is None or step.stride_h != 1:
+        return None
+    rows_out = 1 if step.pool is not None else 2
+    out_row = step.out_w * step.out_c
+    in_row = step.in_w * step.in_c
+    lead = max(
+        (by + 1) * rows_out * out_row - max(0, 2 * by - step.pad_top) * in_row
+        for by in range(tp.blocks_h)
+    )
+    lead = -(-max(lead, 0) // ARENA_ALIGN) * ARENA_ALIGN
+    return lead if lead < rows_out * tp.blocks_h * out_row else None
+
+
+def _groups(steps: list[Step]) -> dict[int, tuple[Buffer, Buffer, int]]:
+    """Tile convolutions whose arena output may overlap the dead rows of the arena input
+    that dies with them: output buffer id -> (output, input, the output's lead in bytes)."""
+    groups: dict[int, tuple[Buffer, Buffer, int]] = {}
+    taken: set[int] = set()
+    for i, step in enumerate(steps):
+        src, dst = step.src, step.dst
+        if not isinstance(step, ConvStep) or src is dst:
+            continue
+        if src.location != "arena" or dst.location != "arena" or src.last != i:
+            continue
+        lead = output_lead(step)
+        if lead is None or src.id in taken or dst.id in taken:
+            continue
+        groups[dst.id] = (dst, src, lead)
+        taken.update({src.id, dst.id})
+    return groups
+
+
 def _place(steps: list[Step], buffers: list[Buffer]) -> int:
     """Place the arena buffers and kernel scratch areas; return the arena size."""
-    owners: list[Buffer | Step] = []
+    owners: list[Buffer | Step | tuple[Buffer, Buffer, int]] = []
     requests: list[Request] = []
+    groups = _groups(steps)
+    grouped = {b.id for dst, src, _ in groups.values() for b in (dst, src)}
     for b in buffers:
-        if b.location == "arena":
+        if b.location != "arena":
+            continue
+        if b.id in groups:
+            dst, src, lead = groups[b.id]
+            owners.append(groups[b.id])
+            parts = [
+                Part(0, dst.size, dst.first, dst.last),
+                Part(lead, lead + src.size, src.first, src.last),
+            ]
+            requests.append(Request.group(parts, ARENA_ALIGN))
+        elif b.id not in grouped:
             owners.append(b)
             requests.append(Request(b.size, b.first, b.last, ARENA_ALIGN))
     for i, step in enumerate(steps):
@@ -39,6 +92,10 @@ def _place(steps: list[Step], buffers: list[Buffer]) -> int:
     for owner, offset in zip(owners, layout.offsets, strict=True):
         if isinstance(owner, Buffer):
             owner.offset = offset
+        elif isinstance(owner, tuple):
+            dst, src, lead = owner
+            dst.offset = offset
+            src.offset = offset + lead
         else:
             owner.scratch_offset = offset
     return layout.total

@@ -78,7 +78,7 @@ class Table:
 class FastRequant:
     """TFLM's requantization (double rounding) plus the output zero point, in the form the
     fast kernels use: ``x = srdhm(acc, multiplier)`` computed as the rounded high word of
-    ``(2 * acc) * multiplier`` (one ``SMMULR``), then ``(x + (x >> 31) + round) >> rshift``
+    ``(2 * acc) * multiplier`` (one ``SMMULR``), then ``(x + (acc >> 31) + round) >> rshift``
     with ``round = 2^(rshift - 1) + zero_point * 2^rshift``. Exact (see ``quantmath``) when
     every shift is a right shift and the accumulator bound leaves room; otherwise the plan
     keeps ``None`` and the kernels use the generic arithmetic."""
@@ -284,7 +284,8 @@ def weight_bytes(plan: Plan) -> dict[str, int]:
                 out["index"] += 2 * len(s.patch_channels)
             if not tp.dense:
                 words = tp.shape.rows * tp.width * max(tp.maps, default=0)
-                out["index"] += 2 * len(tp.map_start) + (2 if words <= 0xFFFF else 4) * len(tp.maps)
+                n = len(tp.maps) + s.out_c  # offsets plus one end marker per channel
+                out["index"] += (2 if words < 0xFFFF else 4) * n
             clamp = (s.act_min, s.act_max) != (-128, 127)
             out["tables"] += TABLE_BYTES if s.table or clamp else 0
         elif isinstance(s, ConvStep):

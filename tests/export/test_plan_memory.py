@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from firmware_export.plan.memory import Layout, Request, check_layout, plan_memory
+from firmware_export.plan.memory import Layout, Part, Request, check_layout, plan_memory
 
 
 def test_disjoint_lifetimes_share_offset_zero() -> None:
@@ -111,3 +111,83 @@ def test_random_layouts_are_valid_and_bounded() -> None:
         # bytes live at the busiest step.
         peak = max(sum(r.size for r in reqs if r.first <= step <= r.last) for step in range(9))
         assert peak <= layout.total <= sum(r.size + r.align - 1 for r in reqs) + 3
+
+
+# ------------------------------------------------------------------ groups of parts
+
+
+def test_group_parts_share_bytes_and_others_see_each_part() -> None:
+    """A group's parts may share bytes (the caller decided so); any other request is kept off
+    each part only while that part is live."""
+    out_in = Request.group([Part(0, 40, 1, 3), Part(8, 108, 0, 1)], 4)
+    assert (out_in.size, out_in.first, out_in.last) == (108, 0, 3)
+    # Live at step 3 only, with the group's output part [0, 40): goes right above it.
+    late = Request(60, 3, 3, 4)
+    # Live at step 0 with the input part [8, 108): the 8 bytes below it are too few.
+    early = Request(16, 0, 0, 4)
+    reqs = [out_in, late, early]
+    layout = plan_memory(reqs, 4)
+    assert layout.offsets == [0, 40, 108]
+    assert check_layout(reqs, layout) == []
+    # The plain-request view of the group (108 bytes, steps 0..3) would not allow either.
+    flat = [Request(108, 0, 3, 4), late, early]
+    assert check_layout(flat, layout) != []
+
+
+def test_group_fills_a_gap_only_its_live_parts_fit() -> None:
+    # The group goes first (largest): its part [30, 80) lives 0..3, so the 50 bytes live at
+    # 0..1 cannot share any of it, even though the part [0, 30) is free then.
+    reqs = [Request(50, 0, 1), Request.group([Part(0, 30, 2, 3), Part(30, 80, 0, 3)])]
+    layout = plan_memory(reqs)
+    assert layout.offsets == [80, 0]
+    assert check_layout(reqs, layout) == []
+    # When every part lives after step 1, the 50 bytes may sit under the whole group.
+    reqs2 = [Request(50, 0, 1), Request.group([Part(0, 30, 2, 3), Part(50, 100, 2, 3)])]
+    layout2 = plan_memory(reqs2)
+    assert layout2.offsets == [0, 0]
+    assert check_layout(reqs2, layout2) == []
+
+
+def test_check_layout_catches_a_part_clash() -> None:
+    reqs = [Request.group([Part(0, 10, 0, 0), Part(10, 20, 1, 1)]), Request(5, 1, 1)]
+    assert check_layout(reqs, Layout([0, 0], 20)) == []  # meets the first part, not live
+    assert check_layout(reqs, Layout([0, 12], 20)) != []  # meets the second part, live
+
+
+def test_bad_parts_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Part(5, 4, 0, 0)
+    with pytest.raises(ValueError):
+        Part(0, 4, 2, 1)
+    with pytest.raises(ValueError):
+        Request(10, 0, 0, 1, (Part(0, 11, 0, 0),))
+    with pytest.raises(ValueError):
+        Request.group([])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_groups_give_valid_layouts(seed: int) -> None:
+    rng = random.Random(seed)
+    reqs = []
+    for _ in range(rng.randint(1, 8)):
+        if rng.random() < 0.4:
+            first = rng.randint(0, 5)
+            mid = rng.randint(first, 6)
+            last = rng.randint(mid, 7)
+            lead = rng.randint(0, 20)
+            reqs.append(
+                Request.group(
+                    [
+                        Part(0, rng.randint(1, 30), mid, last),
+                        Part(lead, lead + rng.randint(1, 40), first, mid),
+                    ],
+                    rng.choice([1, 4]),
+                )
+            )
+        else:
+            first = rng.randint(0, 6)
+            reqs.append(
+                Request(rng.randint(0, 40), first, rng.randint(first, 7), rng.choice([1, 4]))
+            )
+    layout = plan_memory(reqs)
+    assert check_layout(reqs, layout) == []
