@@ -208,6 +208,87 @@ def block_portable(shape: TileShape, width: int) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------- portable C, packed tile
+#
+# Without the DSP extension the portable path reads another tile, filled from the same input
+# (it has ``kh`` rows, never more than the pair tile's): one word per input position and
+# kernel row, ``packed(r, j) = (in(y0 + r, x0 + j), in(y0 + r + 1, x0 + j))``, the two int8
+# values ``PACK_SHIFT`` bits apart (``lo + hi * 2^PACK_SHIFT``). One 32 x 32 -> 64 bit
+# multiply-accumulate (SMLAL on ARMv7-M) of such a word by one weight then does two MACs: the
+# top and the bottom output of a column of the block. Exact while the low sum stays within
+# ``PACK_SHIFT - 1`` bits (``packed_fits``, checked at export time; otherwise a layer keeps
+# the pair tile). ARMv6-M has no such multiply: the same tile with the low value as a byte
+# (``hi << 24 | (lo & 0xFF)``), split with SXTB and ASR, and 32-bit products.
+
+#: Bits between the two values of a packed word (hi * 2^23 + lo never overflows an int32).
+PACK_SHIFT = 23
+
+
+def packed_fits(weights: np.ndarray, map_start: list[int]) -> bool:
+    """True when every output channel's low sum (int8 inputs, |x| <= 128, times the doubled
+    weights of all its (channel, map) entries) stays within PACK_SHIFT - 1 bits."""
+    w = weights.astype(np.int64)
+    lo = ((w & 0xFFFF) ^ 0x8000) - 0x8000
+    hi = w >> 16
+    per_entry = (np.abs(lo) + np.abs(hi)).sum(axis=1)
+    for oc in range(len(map_start) - 1):
+        total = int(per_entry[map_start[oc] : map_start[oc + 1]].sum())
+        if 128 * total >= 1 << (PACK_SHIFT - 1):
+            return False
+    return True
+
+
+def tap_order(shape: TileShape) -> list[tuple[int, int, str]]:
+    """Every tap ``(ky, kx)`` with the C expression of its doubled weight, pair by pair (the
+    two halves of a weight word next to each other, so that it is loaded once)."""
+    out: list[tuple[int, int, str]] = []
+    for j, p in enumerate(shape.pairs()):
+        out.append((*p.low, f"(int32_t)(int16_t)w[{j}]"))
+        if p.high is not None:
+            out.append((*p.high, f"(w[{j}] >> 16)"))
+    return out
+
+
+def block_packed64(shape: TileShape, width: int) -> list[str]:
+    """One block over one input channel, packed tile, 64-bit products: ``pl`` accumulates the
+    left column of the block (top output low, bottom output high), ``pr`` the right one.
+    In scope: ``t`` (the packed tile at the block's first column) and ``w``."""
+    lines: list[str] = []
+    for ky, kx, weight in tap_order(shape):
+        off = ky * width + kx
+        lines += [
+            f"{{ const int32_t wk = {weight};",
+            f"  pl += (int64_t)t[{off}] * wk;",
+            f"  pr += (int64_t)t[{off + 1}] * wk; }}",
+        ]
+    return lines
+
+
+def block_packed_v6m(shape: TileShape, width: int) -> list[str]:
+    """The same block for ARMv6-M (no 64-bit multiply): each packed word's two values split
+    with a byte sign extension and an arithmetic shift, 32-bit products into ``a0``..``a3``."""
+    lines: list[str] = []
+    for ky, kx, weight in tap_order(shape):
+        off = ky * width + kx
+        lines += [
+            f"{{ const int32_t wk = {weight};",
+            f"  const int32_t l = t[{off}], r = t[{off + 1}];",
+            "  a0 += (int32_t)(int8_t)l * wk;",
+            "  a2 += (l >> 24) * wk;",
+            "  a1 += (int32_t)(int8_t)r * wk;",
+            "  a3 += (r >> 24) * wk; }",
+        ]
+    return lines
+
+
+def fill_packed(shape: TileShape, width: int, prefix: str, value: list[str]) -> list[str]:
+    """Statements filling one column of the packed tile from ``value`` (the C expressions of
+    the column's ``kh + 1`` inputs). In scope: ``col`` (the column's word of row 0)."""
+    lines = [f"const int32_t v{r} = {value[r]};" for r in range(shape.kh + 1)]
+    lines += [f"col[{r * width}] = {prefix}_pack24(v{r}, v{r + 1});" for r in range(shape.kh)]
+    return lines
+
+
 @dataclass(frozen=True)
 class Simd:
     """How the x86 code of a tile layer spells one vector width (AVX2: 8 lanes, AVX-512: 16)."""
