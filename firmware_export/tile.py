@@ -317,7 +317,8 @@ def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
     lines += [f'            "{a}\\n\\t"' for a in asm]
     lines += [
         '            : [q0] "+h"(a0), [q1] "+h"(a1), [q2] "+h"(a2), [q3] "+h"(a3),',
-        '              [rb] "=&l"(rb), [xa] "=&l"(xa), [xb] "=&l"(xb), [k] "=&l"(wt), [m] "=&l"(pr)',
+        '              [rb] "=&l"(rb), [xa] "=&l"(xa), [xb] "=&l"(xb),',
+        '              [k] "=&l"(wt), [m] "=&l"(pr)',
         '            : [t] "l"(t), [w] "l"(w)',
         '            : "cc", "memory");',
         "}",
