@@ -249,15 +249,21 @@ def tap_order(shape: TileShape) -> list[tuple[int, int, str]]:
     return out
 
 
-def block_packed64(shape: TileShape, width: int) -> list[str]:
+def block_packed64(shape: TileShape, width: int, prefix: str) -> list[str]:
     """One block over one input channel, packed tile, 64-bit products: ``pl`` accumulates the
     left column of the block (top output low, bottom output high), ``pr`` the right one.
-    In scope: ``t`` (the packed tile at the block's first column) and ``w``."""
+    In scope: ``t`` (the packed tile at the block's first column) and ``w``; each weight is
+    read as one int16 (``<prefix>_half16``)."""
+    slot: dict[tuple[int, int], int] = {}
+    for j, p in enumerate(shape.pairs()):
+        slot[p.low] = 2 * j
+        if p.high is not None:
+            slot[p.high] = 2 * j + 1
     lines: list[str] = []
-    for ky, kx, weight in tap_order(shape):
+    for ky, kx, _ in tap_order(shape):
         off = ky * width + kx
         lines += [
-            f"{{ const int32_t wk = {weight};",
+            f"{{ const int32_t wk = {prefix}_half16(w, {slot[(ky, kx)]});",
             f"  pl += (int64_t)t[{off}] * wk;",
             f"  pr += (int64_t)t[{off + 1}] * wk; }}",
         ]

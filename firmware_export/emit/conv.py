@@ -223,7 +223,7 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         "block_dsp": tile.block_dsp(shape, width, wr.p),
         "block_portable": tile.block_portable(shape, width),
         "packed": packed,
-        "block_packed64": tile.block_packed64(shape, width) if packed else [],
+        "block_packed64": tile.block_packed64(shape, width, wr.p) if packed else [],
         "block_packed_v6m": tile.block_packed_v6m(shape, width, wr.p) if packed else [],
         "fill_packed_fast": fill_packed_fast,
         "fill_packed_slow": fill_packed_slow,
