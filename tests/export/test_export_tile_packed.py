@@ -3,10 +3,13 @@ weight, the exactness bound, and the packed sums against a direct convolution in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from firmware_export import tile
+from tests.support.kernel_models import MODELS, render_standalone
 
 
 @pytest.mark.parametrize("kh,kw", [(1, 1), (2, 2), (3, 3), (4, 3), (5, 5), (7, 7)])
@@ -62,3 +65,19 @@ def test_packed_sums_split_exactly_at_the_bound(seed: int) -> None:
     assert np.all(np.abs(words) < 1 << 31)  # an int32, as in C
     acc = int(sum(int(x) * int(k) for x, k in zip(words, w, strict=True)))
     assert unpack(acc) == (int(lo @ w), int(hi @ w))
+
+
+def test_synthetic_models_cover_both_portable_tiles(tmp_path: Path) -> None:
+    """model_h's convolution is beyond the packed tile's bound (it keeps the pair tile and the
+    32-bit block, which the kernel tests then run), the other tile layers are within it."""
+    fits = {}
+    for name in ("e", "f", "h"):
+        plan = render_standalone(MODELS[name](), tmp_path)
+        for s in plan.steps:
+            tp = getattr(s, "tile", None)
+            if tp is not None:
+                fits[(name, s.name)] = tile.packed_fits(tp.weights, tp.map_start)
+        layers = (tmp_path / "lenet_layers.c").read_text()
+        assert ("pl += " in layers) == any(v for (m, _), v in fits.items() if m == name)
+    assert [v for (m, _), v in fits.items() if m == "h"] == [False]
+    assert all(v for (m, _), v in fits.items() if m != "h")
