@@ -274,7 +274,7 @@ def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
     """The same block for ARMv6-M (no 64-bit multiply): each packed word's two values split
     with a byte sign extension and an arithmetic shift, 32-bit products into ``a0``..``a3``.
 
-    With GCC, one inline-assembly statement: the accumulators in r8-r12/lr (which ADD
+    With GCC (not at -Os), one inline-assembly statement: the accumulators in r8-r12/lr (which ADD
     reaches), every operand of MULS in r0-r7, a row pointer stepping down the tile, the
     words of one row loaded once each (three instructions per MAC, about 3.75 in all).
     Otherwise (or when the offsets do not fit LDR's 5-bit immediates) ``<PREFIX>_MAC4``."""
@@ -295,7 +295,7 @@ def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
         slot[p.low] = (j, False)
         if p.high is not None:
             slot[p.high] = (j, True)
-    asm = ["movs %[rb], %[t]"]
+    asm: list[str] = []
     for ky in range(shape.kh):
         if ky:
             step = 4 * width
@@ -318,14 +318,19 @@ def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
             ):
                 asm += [op.format(src), "muls %[m], %[k]", f"add %[{acc}], %[m]"]
             cur, nxt = nxt, cur
-    lines = ["#if defined(__GNUC__)", "{", "    int32_t rb, xa, xb, wt, pr;"]
+    lines = [
+        "#if defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)",  # -Os: no r8-r11 in Thumb-1
+        "{",
+        "    const int32_t *rb = t;",
+        "    int32_t xa, xb, wt, pr;",
+    ]
     lines.append('    __asm__(".syntax unified\\n\\t" /* GCC: divided syntax for Thumb-1 asm */')
     lines += [f'            "{a}\\n\\t"' for a in asm]
     lines += [
         '            : [q0] "+h"(a0), [q1] "+h"(a1), [q2] "+h"(a2), [q3] "+h"(a3),',
-        '              [rb] "=&l"(rb), [xa] "=&l"(xa), [xb] "=&l"(xb),',
+        '              [rb] "+l"(rb), [xa] "=&l"(xa), [xb] "=&l"(xb),',
         '              [k] "=&l"(wt), [m] "=&l"(pr)',
-        '            : [t] "l"(t), [w] "l"(w)',
+        '            : [w] "l"(w)',
         '            : "cc", "memory");',
         "}",
         "#else",
