@@ -208,6 +208,146 @@ def block_portable(shape: TileShape, width: int) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------- portable C, packed tile
+#
+# Without the DSP extension the portable path reads another tile, filled from the same input
+# (it has ``kh`` rows, never more than the pair tile's): one word per input position and
+# kernel row, ``packed(r, j) = (in(y0 + r, x0 + j), in(y0 + r + 1, x0 + j))``, the two int8
+# values ``PACK_SHIFT`` bits apart (``lo + hi * 2^PACK_SHIFT``). One 32 x 32 -> 64 bit
+# multiply-accumulate (SMLAL on ARMv7-M) of such a word by one weight then does two MACs: the
+# top and the bottom output of a column of the block. Exact while the low sum stays within
+# ``PACK_SHIFT - 1`` bits (``packed_fits``, checked at export time; otherwise a layer keeps
+# the pair tile). ARMv6-M has no such multiply: the same tile with the low value as a byte
+# (``hi << 24 | (lo & 0xFF)``), split with SXTB and ASR, and 32-bit products.
+
+#: Bits between the two values of a packed word (hi * 2^23 + lo never overflows an int32).
+PACK_SHIFT = 23
+
+
+def packed_fits(weights: np.ndarray, map_start: list[int]) -> bool:
+    """True when every output channel's low sum (int8 inputs, |x| <= 128, times the doubled
+    weights of all its (channel, map) entries) stays within PACK_SHIFT - 1 bits."""
+    w = weights.astype(np.int64)
+    lo = ((w & 0xFFFF) ^ 0x8000) - 0x8000
+    hi = w >> 16
+    per_entry = (np.abs(lo) + np.abs(hi)).sum(axis=1)
+    for oc in range(len(map_start) - 1):
+        total = int(per_entry[map_start[oc] : map_start[oc + 1]].sum())
+        if 128 * total >= 1 << (PACK_SHIFT - 1):
+            return False
+    return True
+
+
+def tap_order(shape: TileShape) -> list[tuple[int, int, str]]:
+    """Every tap ``(ky, kx)`` with the C expression of its doubled weight, pair by pair (the
+    two halves of a weight word next to each other, so that it is loaded once)."""
+    out: list[tuple[int, int, str]] = []
+    for j, p in enumerate(shape.pairs()):
+        out.append((*p.low, f"(int32_t)(int16_t)w[{j}]"))
+        if p.high is not None:
+            out.append((*p.high, f"(w[{j}] >> 16)"))
+    return out
+
+
+def block_packed64(shape: TileShape, width: int, prefix: str) -> list[str]:
+    """One block over one input channel, packed tile, 64-bit products: ``pl`` accumulates the
+    left column of the block (top output low, bottom output high), ``pr`` the right one.
+    In scope: ``t`` (the packed tile at the block's first column) and ``w``; each weight is
+    read as one int16 (``<prefix>_half16``)."""
+    slot: dict[tuple[int, int], int] = {}
+    for j, p in enumerate(shape.pairs()):
+        slot[p.low] = 2 * j
+        if p.high is not None:
+            slot[p.high] = 2 * j + 1
+    lines: list[str] = []
+    for ky, kx, _ in tap_order(shape):
+        off = ky * width + kx
+        lines += [
+            f"{{ const int32_t wk = {prefix}_half16(w, {slot[(ky, kx)]});",
+            f"  pl += (int64_t)t[{off}] * wk;",
+            f"  pr += (int64_t)t[{off + 1}] * wk; }}",
+        ]
+    return lines
+
+
+def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
+    """The same block for ARMv6-M (no 64-bit multiply): each packed word's two values split
+    with a byte sign extension and an arithmetic shift, 32-bit products into ``a0``..``a3``.
+
+    With GCC (not at -Os), one inline-assembly statement: the accumulators in r8-r12/lr (which ADD
+    reaches), every operand of MULS in r0-r7, a row pointer stepping down the tile, the
+    words of one row loaded once each (three instructions per MAC, about 3.75 in all).
+    Otherwise (or when the offsets do not fit LDR's 5-bit immediates) ``<PREFIX>_MAC4``."""
+    P = prefix.upper()
+    taps = {(ky, kx): weight for ky, kx, weight in tap_order(shape)}
+    fallback: list[str] = []
+    for ky, kx, weight in tap_order(shape):
+        off = ky * width + kx
+        fallback += [
+            f"{{ const int32_t wk = {weight};",
+            f"  const int32_t l = t[{off}], r = t[{off + 1}];",
+            f"  {P}_MAC4(a0, a1, a2, a3, l, r, wk); }}",
+        ]
+    if len(shape.pairs()) > 32 or shape.kw > 30:
+        return fallback
+    slot: dict[tuple[int, int], tuple[int, bool]] = {}
+    for j, p in enumerate(shape.pairs()):
+        slot[p.low] = (j, False)
+        if p.high is not None:
+            slot[p.high] = (j, True)
+    asm: list[str] = []
+    for ky in range(shape.kh):
+        if ky:
+            step = 4 * width
+            while step > 0:
+                asm.append(f"adds %[rb], #{min(step, 255)}")
+                step -= min(step, 255)
+        cur, nxt = "xa", "xb"
+        asm.append(f"ldr %[{cur}], [%[rb], #0]")
+        for kx in range(shape.kw):
+            j, high = slot[(ky, kx)]
+            assert taps[(ky, kx)]
+            asm.append(f"ldr %[k], [%[w], #{4 * j}]")
+            asm.append("asrs %[k], %[k], #16" if high else "sxth %[k], %[k]")
+            asm.append(f"ldr %[{nxt}], [%[rb], #{4 * (kx + 1)}]")
+            for src, op, acc in (
+                (cur, "sxtb %[m], %[{}]", "q0"),
+                (cur, "asrs %[m], %[{}], #24", "q2"),
+                (nxt, "sxtb %[m], %[{}]", "q1"),
+                (nxt, "asrs %[m], %[{}], #24", "q3"),
+            ):
+                asm += [op.format(src), "muls %[m], %[k]", f"add %[{acc}], %[m]"]
+            cur, nxt = nxt, cur
+    lines = [
+        "#if defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)",  # -Os: no r8-r11 in Thumb-1
+        "{",
+        "    const int32_t *rb = t;",
+        "    int32_t xa, xb, wt, pr;",
+    ]
+    lines.append('    __asm__(".syntax unified\\n\\t" /* GCC: divided syntax for Thumb-1 asm */')
+    lines += [f'            "{a}\\n\\t"' for a in asm]
+    lines += [
+        '            : [q0] "+h"(a0), [q1] "+h"(a1), [q2] "+h"(a2), [q3] "+h"(a3),',
+        '              [rb] "+l"(rb), [xa] "=&l"(xa), [xb] "=&l"(xb),',
+        '              [k] "=&l"(wt), [m] "=&l"(pr)',
+        '            : [w] "l"(w)',
+        '            : "cc", "memory");',
+        "}",
+        "#else",
+        *fallback,
+        "#endif",
+    ]
+    return lines
+
+
+def fill_packed(shape: TileShape, width: int, prefix: str, value: list[str]) -> list[str]:
+    """Statements filling one column of the packed tile from ``value`` (the C expressions of
+    the column's ``kh + 1`` inputs). In scope: ``col`` (the column's word of row 0)."""
+    lines = [f"const int32_t v{r} = {value[r]};" for r in range(shape.kh + 1)]
+    lines += [f"col[{r * width}] = {prefix}_pack24(v{r}, v{r + 1});" for r in range(shape.kh)]
+    return lines
+
+
 @dataclass(frozen=True)
 class Simd:
     """How the x86 code of a tile layer spells one vector width (AVX2: 8 lanes, AVX-512: 16)."""

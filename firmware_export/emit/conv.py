@@ -171,6 +171,19 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
     q = s.pool
     pool_clamp = q is not None and (q.act_min, q.act_max) != (-128, 127)
     fill_fast, fill_slow = fill_code(s, width, wr.p)
+    # The portable path's packed tile (tile.fill_packed), when its sums are exact.
+    packed = tile.packed_fits(tp.weights, tp.map_start)
+    fill_packed_fast: list[str] = []
+    fill_packed_slow: list[str] = []
+    if packed:
+        row = s.in_w * s.in_c
+        at = f"{wr.p}_{s.name}_tile_at"
+        fill_packed_fast = tile.fill_packed(
+            shape, width, wr.p, [f"q[{r * row}]" for r in range(shape.kh + 1)]
+        )
+        fill_packed_slow = tile.fill_packed(
+            shape, width, wr.p, [f"{at}(input, y0 + {r}, x, ch)" for r in range(shape.kh + 1)]
+        )
     context = {
         "name": s.name,
         "fn": fn,
@@ -216,6 +229,11 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         "fill_slow": fill_slow,
         "block_dsp": tile.block_dsp(shape, width, wr.p),
         "block_portable": tile.block_portable(shape, width),
+        "packed": packed,
+        "block_packed64": tile.block_packed64(shape, width, wr.p) if packed else [],
+        "block_packed_v6m": tile.block_packed_v6m(shape, width, wr.p) if packed else [],
+        "fill_packed_fast": fill_packed_fast,
+        "fill_packed_slow": fill_packed_slow,
         "x86_rows": x86_rows,
         "lanes": lanes,
         "y": simd_context(tile.Simd(8, wr.p), s, width, n_maps, lanes, x86_rows),

@@ -241,6 +241,16 @@ def model_g() -> bytes:
     return n.build()
 
 
+def model_h() -> bytes:
+    """A tile convolution too wide for the portable path's packed tile (5x5 over 12 input
+    channels: the low sums could leave 22 bits, tile.packed_fits), which keeps the int16 pair
+    tile and the 32-bit block there; under a 2x2 max pool."""
+    n = Net([1, 8, 8, 12], RNG_SEED + 7)
+    n.conv(4, 5, "SAME", 1)
+    n.pool("MAX_POOL_2D", 2, 2, "VALID")
+    return n.build()
+
+
 MODELS = {
     "a": model_a,
     "b": model_b,
@@ -249,6 +259,7 @@ MODELS = {
     "e": model_e,
     "f": model_f,
     "g": model_g,
+    "h": model_h,
 }
 
 
