@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from firmware_export.export import reference_outputs
-from firmware_export.plan import ConvStep, FullyConnectedStep, build_plan
+from firmware_export.plan import Buffer, ConvStep, FullyConnectedStep, build_plan
 from firmware_export.reader import load_graph
 from tests.support import C_DIR
 from tests.support.export_helpers import SANITIZE, compile_harness, requires, run_engine
@@ -186,16 +186,8 @@ def test_fc_weight_layout_is_one_block_per_rows_without_padding() -> None:
     """packed_weights: blocks of 4, 2 and 1 rows, [groups][rows][4] bytes of w + 128 each, zero
     beyond in_size, and exactly out_size * in_padded bytes (no padded rows)."""
     w = np.arange(7 * 6, dtype=np.int64).reshape(7, 6) - 20
-    st = FullyConnectedStep(
-        "fc",
-        "fully_connected",
-        [],
-        None,
-        None,
-        in_size=6,
-        out_size=7,
-        weights=w,  # type: ignore[arg-type]
-    )
+    buf = Buffer(0, 6, "input")
+    st = FullyConnectedStep("fc", "fully_connected", [], buf, buf, in_size=6, out_size=7, weights=w)
     assert st.row_blocks() == [4, 2, 1]
     got = st.packed_weights()
     assert got.dtype == np.uint8 and got.size == 7 * 8
