@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from firmware_export.csyntax import Names, c_float, c_int, c_values, render
 from firmware_export.emit import conv
-from firmware_export.emit.arrays import ARRAY_ALIGN, KERNEL_FILES, Array, Field, shape_text
+from firmware_export.emit.arrays import (
+    ARRAY_ALIGN,
+    KERNEL_FILES,
+    Array,
+    Field,
+    clamp_table,
+    shape_text,
+)
 from firmware_export.mnist import MnistInput
 from firmware_export.plan import (
     ARENA_ALIGN,
@@ -118,18 +125,19 @@ class StandaloneWriter:
         conv.add_conv(self, s)
 
     def add_fc(self, s: FullyConnectedStep) -> None:
+        blocks = s.row_blocks()
         w = self.array(
-            "int8_t",
+            "uint8_t",
             f"{s.name}_weights",
             s.packed_weights().tolist(),
-            f"{s.name} weights [{s.out_size}][{s.in_size}] in blocks of {FC_ROWS} rows "
-            f"([{s.rows_padded // FC_ROWS}][{s.in_padded // 4}][{FC_ROWS}][4], zero padded)",
+            f"{s.name} weights [{s.out_size}][{s.in_size}] + 128, in blocks of "
+            f"{'+'.join(map(str, blocks))} rows, each [{s.in_padded // 4}][rows][4]",
         )
         b = self.array(
             "int32_t",
             f"{s.name}_bias",
-            s.bias,
-            f"{s.name} bias [{s.out_size}], input zero point ({s.input_zero_point}) folded in",
+            s.offset_bias(),
+            f"{s.name} bias [{s.out_size}] - ({s.input_zero_point} + 128) * row sum (mod 2^32)",
             8,
         )
         how = "per channel" if s.per_channel else "per tensor, repeated"
@@ -140,43 +148,27 @@ class StandaloneWriter:
             f"{s.name} requantization multipliers [{s.out_size}] ({how}), Q0.31",
             8,
         )
-        if s.fast is not None:
-            sh = self.array(
-                "int32_t",
-                f"{s.name}_shift",
-                s.fast.rshift,
-                f"{s.name} requantization right shifts [{s.out_size}]",
-                16,
-            )
-            rnd = self.array(
-                "int32_t",
-                f"{s.name}_round",
-                s.fast.round,
-                f"{s.name} rounding + output zero point ({s.output_zero_point}) << shift "
-                f"[{s.out_size}]",
-                8,
-            )
-        else:
-            sh = self.array(
-                "int32_t",
-                f"{s.name}_shift",
-                s.shift,
-                f"{s.name} requantization shifts [{s.out_size}]",
-                16,
-            )
-            rnd = "NULL"
-        lut = self.table(s, s.table)
+        sh = self.array(
+            "int8_t",
+            f"{s.name}_shift",
+            s.fast.rshift if s.fast is not None else s.shift,
+            f"{s.name} requantization "
+            + ("right shifts" if s.fast is not None else "shifts (TFLM)")
+            + f" [{s.out_size}]",
+            16,
+        )
+        lut = self.table(s, clamp_table(s.table, s.act_min, s.act_max) if s.table else None)
         fields = [
             Field(str(s.in_size), "in_size"),
             Field(str(s.in_padded), "in_padded"),
             Field(str(s.out_size), "out_size"),
             Field(c_int(s.output_zero_point), "output_zero_point"),
             Field(f"{s.act_min}, {s.act_max}", "act_min, act_max"),
+            Field("1" if s.fast is not None else "0", "fast"),
             Field(w, "weights"),
             Field(b, "bias"),
             Field(m, "multiplier"),
             Field(sh, "shift"),
-            Field(rnd, "round"),
             Field(lut, "lut"),
         ]
         self.layer(
@@ -305,6 +297,16 @@ class StandaloneWriter:
             "reach_t",
             "fc_finish",
             "fc_rows_dsp",
+            "fc_rows_wide",
+            "fc_rows_narrow",
+            "fc_dot1_dsp",
+            "fc_dot1_wide",
+            "fc_dot1_c",
+            "fc_expand_dsp",
+            "fc_expand_wide",
+            "fc_expand_narrow",
+            "fc_last_group",
+            "uxtb16_ror8",
             "fc_rows_avx2",
             "fc_fold_avx2",
             "fc_expand_avx2",
@@ -358,8 +360,11 @@ class StandaloneWriter:
             "NO_SIMD",
             "X86_WEIGHTS",
             "KEEP",
-            "FC_PASS",
             "FC_W16",
+            "FC_NARROW",
+            "FC_CHUNK",
+            "FC_MASK",
+            "FC_ROR16",
         ):
             self.n.macro(suffix)
 

@@ -194,17 +194,34 @@ class FullyConnectedStep(Step):
     def in_padded(self) -> int:
         return -(-self.in_size // 4) * 4
 
-    @property
-    def rows_padded(self) -> int:
-        return -(-self.out_size // FC_ROWS) * FC_ROWS
+    def row_blocks(self) -> list[int]:
+        """Rows per weight block: FC_ROWS each, then 2 and 1 for the rest (no padded rows)."""
+        rest = self.out_size % FC_ROWS
+        return [FC_ROWS] * (self.out_size // FC_ROWS) + [2] * (rest // 2) + [1] * (rest % 2)
+
+    def offset_bias(self) -> list[int]:
+        """The bias for weights and inputs offset by 128 (the kernels compute on unsigned
+        bytes): sum w (x - zp) = sum (w + 128)(x + 128) - 128 sum (x + 128) - (zp + 128) sum w,
+        so the folded bias loses 128 * the row sum; kept modulo 2^32 (the kernels' sums are)."""
+        rows = self.weights.astype(np.int64).sum(axis=1)
+        return [
+            ((int(b) - 128 * int(r) + (1 << 31)) % (1 << 32)) - (1 << 31)
+            for b, r in zip(self.bias, rows, strict=True)
+        ]
 
     def packed_weights(self) -> np.ndarray:
-        """Blocks of FC_ROWS rows, each as [in_padded / 4][FC_ROWS][4] int8 (zero padded): one
-        pass over a block reads its weights in order, four rows of four inputs at a time."""
-        w = np.zeros((self.rows_padded, self.in_padded), np.int8)
-        w[: self.out_size, : self.in_size] = self.weights
-        blocks = w.reshape(self.rows_padded // FC_ROWS, FC_ROWS, self.in_padded // 4, 4)
-        return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(-1)
+        """The weights as uint8 w + 128 in row blocks (``row_blocks``), each block
+        [in_padded / 4][rows][4] with zero bytes beyond in_size: one pass over a block reads
+        its weights in order, four inputs of each of its rows at a time."""
+        u = np.zeros((self.out_size, self.in_padded), np.uint8)
+        u[:, : self.in_size] = (self.weights.astype(np.int16) + 128).astype(np.uint8)
+        groups = self.in_padded // 4
+        parts, r = [], 0
+        for rows in self.row_blocks():
+            block = u[r : r + rows].reshape(rows, groups, 4).transpose(1, 0, 2)
+            parts.append(np.ascontiguousarray(block).reshape(-1))
+            r += rows
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
 
 @dataclass
@@ -295,9 +312,9 @@ def weight_bytes(plan: Plan) -> dict[str, int]:
             out["index"] += 2 * (len(s.patch_channels) + len(s.run_start) + 2 * len(s.run_offset))
             out["tables"] += TABLE_BYTES if s.table else 0
         elif isinstance(s, FullyConnectedStep):
-            out["weights"] += s.rows_padded * s.in_padded
+            out["weights"] += s.out_size * s.in_padded
             out["bias"] += 4 * len(s.bias)
-            out["requant"] += (12 if s.fast else 8) * len(s.multiplier)
+            out["requant"] += 5 * len(s.multiplier)  # int32 multiplier, int8 shift
             out["tables"] += TABLE_BYTES if s.table else 0
         elif isinstance(s, LutStep):
             out["tables"] += TABLE_BYTES

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from firmware_export.export import reference_outputs
-from firmware_export.plan import ConvStep, FullyConnectedStep, build_plan
+from firmware_export.plan import Buffer, ConvStep, FullyConnectedStep, build_plan
 from firmware_export.reader import load_graph
 from tests.support import C_DIR
 from tests.support.export_helpers import SANITIZE, compile_harness, requires, run_engine
@@ -79,6 +79,16 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
                         kinds.add("tile_partial_strip")
                     if st.pad_top or st.pad_left:
                         kinds.add("tile_padding")
+                    if st.tile.windows < st.tile.blocks_w:
+                        kinds.add("tile_slide")
+                    src, dst = st.src, st.dst
+                    if (
+                        src.location == dst.location == "arena"
+                        and src is not dst
+                        and dst.offset < src.offset + src.size
+                        and src.offset < dst.offset + dst.size
+                    ):
+                        kinds.add("tile_output_over_input")
                 if st.stride_h > 1:
                     kinds.add("stride")
                 if st.dilation_h > 1:
@@ -89,6 +99,14 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
                     kinds.add("zero_maps")
                 if st.table and len(st.table.ops) > 1:
                     kinds.add("composed_table")
+            if isinstance(st, FullyConnectedStep):
+                kinds.update(f"fc_block_{r}" for r in st.row_blocks())
+                if st.in_size % 4:
+                    kinds.add("fc_odd_input")
+                if st.in_size > 4 * 64:
+                    kinds.add("fc_two_chunks")
+                if st.table is None and (st.act_min, st.act_max) != (-128, 127):
+                    kinds.add("fc_clamp_without_table")
             if isinstance(st, ConvStep | FullyConnectedStep) and st.fast is None:
                 kinds.add(f"{st.kind}_generic_requantization")
             if st.in_place:
@@ -115,6 +133,8 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
         "tile_many_channels",
         "tile_partial_strip",
         "tile_padding",
+        "tile_slide",
+        "tile_output_over_input",
         "conv_generic_requantization",
         "fully_connected_generic_requantization",
         "stride",
@@ -124,6 +144,12 @@ def test_synthetic_models_cover_every_kernel_path() -> None:
         "composed_table",
         "in_place",
         "lut_on_input",
+        "fc_block_4",
+        "fc_block_2",
+        "fc_block_1",
+        "fc_odd_input",
+        "fc_two_chunks",
+        "fc_clamp_without_table",
     } <= kinds
 
 
@@ -169,3 +195,20 @@ def test_rounding_high_multiply_matches_python(arch: str, tmp_path: Path) -> Non
         # on the full int32 range it equals the form with the product's sign.
         assert rq == (x + (a >> 31) + (1 << 9)) >> 10, (a, m)
         assert rq == (x + (x >> 31) + (1 << 9)) >> 10, (a, m)
+
+
+def test_fc_weight_layout_is_one_block_per_rows_without_padding() -> None:
+    """packed_weights: blocks of 4, 2 and 1 rows, [groups][rows][4] bytes of w + 128 each, zero
+    beyond in_size, and exactly out_size * in_padded bytes (no padded rows)."""
+    w = np.arange(7 * 6, dtype=np.int64).reshape(7, 6) - 20
+    buf = Buffer(0, 6, "input")
+    st = FullyConnectedStep("fc", "fully_connected", [], buf, buf, in_size=6, out_size=7, weights=w)
+    assert st.row_blocks() == [4, 2, 1]
+    got = st.packed_weights()
+    assert got.dtype == np.uint8 and got.size == 7 * 8
+    u = np.zeros((7, 8), np.int64)
+    u[:, :6] = w + 128
+    want = [u[r, 4 * g + i] for g in range(2) for r in range(4) for i in range(4)]
+    want += [u[4 + r, 4 * g + i] for g in range(2) for r in range(2) for i in range(4)]
+    want += [u[6, k] for k in range(8)]
+    assert got.tolist() == want

@@ -212,7 +212,7 @@ def test_weight_bytes_match_the_emitted_arrays(int8_model: Any) -> None:
         text = re.sub(
             r"#if LENET_X86_WEIGHTS\n.*?#endif\n", "", files["lenet_weights.c"], flags=re.S
         )
-        sizes = {"int8_t": 1, "uint16_t": 2, "int32_t": 4}
+        sizes = {"int8_t": 1, "uint8_t": 1, "uint16_t": 2, "int32_t": 4}
         emitted = sum(
             sizes[t] * int(n) for t, n in re.findall(r"const (\w+) lenet_\w+\[(\d+)\]", text)
         )

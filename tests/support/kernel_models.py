@@ -117,7 +117,9 @@ class Net:
             y = self._out(list(self.shape))
         self.b.op(kind, [src], [y])
 
-    def flatten_fc(self, n: int, act: str = "NONE", out_scale: float = 0.2) -> None:
+    def flatten_fc(
+        self, n: int, act: str = "NONE", out_scale: float = 0.2, extreme: bool = False
+    ) -> None:
         k = int(np.prod(self.shape))
         src = self.t
         shape_t = self.b.tensor([2], "INT32", data=np.array([1, k], np.int32))
@@ -126,6 +128,8 @@ class Net:
         ro.newShape = [1, k]
         self.b.op("RESHAPE", [src, shape_t], [flat], ro, "ReshapeOptions")
         wt = self.rng.integers(-127, 128, size=(n, k)).astype(np.int8)
+        if extreme:  # the largest sums of offset bytes (255 * 255 per MAC), and the smallest
+            wt[0], wt[1] = 127, -127
         ws = 0.004
         w_t = self.b.tensor([n, k], "INT8", ws, 0, data=wt)
         bias = self.b.tensor(
@@ -251,6 +255,19 @@ def model_h() -> bytes:
     return n.build()
 
 
+def model_i() -> bytes:
+    """Fully connected layers alone: 301 inputs (not a multiple of 4, and more than 64 groups
+    of 4: two 64-bit chunks), 13 rows (three blocks of 4 and a 1-row tail) with one row of
+    127s and one of -127s; 13 inputs to 11 rows (two blocks, a 2-row and a 1-row tail) with
+    RELU fused and no table (the clamp at run time); then 6 rows (a 2-row tail) and LOGISTIC."""
+    n = Net([1, 1, 1, 301], RNG_SEED + 7)
+    n.flatten_fc(13, extreme=True)
+    n.flatten_fc(11, act="RELU", out_scale=0.5)
+    n.flatten_fc(6)
+    n.elementwise("LOGISTIC")
+    return n.build()
+
+
 MODELS = {
     "a": model_a,
     "b": model_b,
@@ -260,6 +277,7 @@ MODELS = {
     "f": model_f,
     "g": model_g,
     "h": model_h,
+    "i": model_i,
 }
 
 
