@@ -297,34 +297,3 @@ def test_a_link_failure_is_one_line_with_the_linker_reason(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: linking for stm32vldiscovery") and "\n" not in err
     assert "region `RAM' overflowed by" in err and "Traceback" not in err
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("board", ["mps2-an386", "stm32vldiscovery"])
-def test_streaming_all_10k_test_images_match_tflm(
-    board: str, seed_export: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "report.json"
-    rc = main(
-        [
-            "mcu-test",
-            str(seed_export),
-            "--board",
-            board,
-            "--images",
-            "all",
-            "--json",
-            str(out),
-            "-q",
-        ]
-    )
-    report = json.loads(out.read_text())
-    assert rc == 0, report["boards"][0]["check"]
-    r = report["boards"][0]
-    assert r["mode"] == "stream"
-    assert r["check"] == {
-        "images": 10000,
-        "mismatched_images": 0,
-        "mismatched_bytes": 0,
-        "first_mismatch": -1,
-    }
