@@ -276,20 +276,7 @@ def measure_host_and_core(
         ],
     )
     vall = _read(run / "verify_all.json")
-    host: dict[str, Any] = {}
-    for name, res in vall["results"].items():
-        host[name] = {
-            "us_per_image": res["latency"]["mean_us"],
-            "wall_seconds_10k": res["wall_seconds"],
-        }
-    from lenet_edge import data
-    from lenet_edge.engine_bench import measure_engine
-
-    engine = measure_engine(cdir, images=data.load(b.data_dir).x_test, quiet=b.quiet)
-    host["standalone-c"] = engine
-    base = host["litert"]["us_per_image"]
-    for entry in host.values():
-        entry["throughput_vs_litert"] = round(base / entry["us_per_image"], 2)
+    host = measure_host_section(b, tfl, cdir, vall)
     mcu_all = _read(run / "mcu_all.json")
     portable = _board(_read(run / "mcu_m4_portable.json"), "mps2-an386")
     cores = [
@@ -312,6 +299,26 @@ def measure_host_and_core(
             "library_ram": stm32["memory"].get("library_ram"),
         },
     }
+
+
+def measure_host_section(b: Bench, tfl: Path, cdir: Path, vall: dict[str, Any]) -> dict[str, Any]:
+    """The host comparison (:func:`lenet_edge.host_bench.measure_host`: the engine at ``-O2``
+    and ``-O2 -march=native`` against LiteRT with and without its loop overhead), plus the
+    other interpreters' mean per-call latency as ``verify --backend all`` measured it."""
+    from lenet_edge import data
+    from lenet_edge.host_bench import LITERT_VARIANTS, measure_host
+
+    host = measure_host(cdir, tfl.read_bytes(), data.load(b.data_dir).x_test, quiet=b.quiet)
+    host["interpreters"] = {
+        name: {
+            "us_per_image": res["latency"]["mean_us"],
+            "wall_seconds_10k": res["wall_seconds"],
+            "timed": "verify --backend all: mean of per-call latencies, one pass",
+        }
+        for name, res in vall["results"].items()
+        if name not in LITERT_VARIANTS
+    }
+    return host
 
 
 def run_bench(
@@ -447,24 +454,9 @@ def render_markdown(rec: dict[str, Any]) -> str:
         )
     lines += ["", "Each step is a separate `lenet-edge` process, start-up included.", ""]
     if "host" in main:
-        lines += [
-            f"## Host throughput (`{main['variant']}`, all 10,000 test images, one thread)",
-            "",
-            "| engine | µs per image | throughput vs LiteRT XNNPACK |",
-            "|---|---|---|",
-        ]
-        labels = {
-            "litert": "LiteRT, default kernels (XNNPACK)",
-            "litert-ref": "LiteRT, reference kernels",
-            "tflm": "TFLM Python interpreter",
-            "standalone-c": "lenet-edge standalone C engine",
-        }
-        for key, h in main["host"].items():
-            label = labels.get(key, key)
-            note = f" ({h['build']})" if h.get("build") else ""
-            lines.append(
-                f"| {label}{note} | {h['us_per_image']:.1f} | {h['throughput_vs_litert']:.2f}× |"
-            )
+        from lenet_edge.host_bench import host_markdown
+
+        lines += host_markdown(main["host"], main["variant"])
         e = main["export"]
         s = main["stm32vldiscovery"]
         arena = main.get("tflm_arena") or e.get("tflm_arena") or {}

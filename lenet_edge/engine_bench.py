@@ -12,8 +12,10 @@ the x86-64 baseline (SSE2), where the engine uses its portable C path.
 
 Timings on a shared machine are noisy: other tenants only ever add time, so the harness
 times chunks of consecutive images over several passes and keeps each chunk's fastest time;
-compare ratios measured in one session (``scripts/bench_host_engine.py`` measures LiteRT's
-XNNPACK the same way in the same run).
+compare ratios measured in one session. :mod:`lenet_edge.host_bench` (used by ``lenet-edge
+bench`` and ``scripts/bench_host_engine.py``) measures LiteRT the same way in the same run, and
+its Python loop's overhead on a trivial model, so that the two sides are compared on equal
+footing.
 """
 
 from __future__ import annotations
