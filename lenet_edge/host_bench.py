@@ -223,13 +223,13 @@ def host_markdown(host: dict[str, Any], variant: str) -> list[str]:
     for key, h in host["litert"].items():
         lines.append(
             f"| {HOST_LABELS.get(key, key)} | "
-            f"{h['loop_us_per_image']:.2f} | {h['overhead_us_per_image']:.2f} | "
-            f"{h['kernel_us_per_image']:.2f} |"
+            f"{h['loop_us_per_image']:,.2f} | {h['overhead_us_per_image']:,.2f} | "
+            f"{h['kernel_us_per_image']:,.2f} |"
         )
     for label, e in host["engine"].items():
         lines.append(
             f"| standalone C engine, `{label}` ({e['simd']} path; timed inside C, no loop) | "
-            f"– | – | {e['us_per_image']:.2f} |"
+            f"– | – | {e['us_per_image']:,.2f} |"
         )
     names = list(host["litert"])
     lines += [
@@ -261,7 +261,7 @@ def host_markdown(host: dict[str, Any], variant: str) -> list[str]:
         ]
         for key, h in others.items():
             lines.append(
-                f"| {HOST_LABELS.get(key, key)} | {h['us_per_image']:.1f} | {h.get('timed', '')} |"
+                f"| {HOST_LABELS.get(key, key)} | {h['us_per_image']:,.1f} | {h.get('timed', '')} |"
             )
     return [*lines, ""]
 

@@ -101,7 +101,7 @@ def test_ratios_and_markdown_with_and_without_the_loop() -> None:
     assert "RESHAPE → SLICE → QUANTIZE" in md
     assert "before: 0.50 / 0.25 / 1.00, after: unknown" in md
     assert "2 passes (LiteRT, reference kernels)" in md
-    assert "| TFLM Python interpreter | 1234.5 | one pass |" in md
+    assert "| TFLM Python interpreter | 1,234.5 | one pass |" in md
     # A kernel time at or below zero (an overhead as large as the loop) gives no ratio.
     assert host_bench.ratios(*_pair(5.0, 5.0))[0]["vs_kernel"] is None
 
