@@ -282,10 +282,12 @@ def test_a_too_small_stack_is_a_one_line_failure(
     board: str, seed_export: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """256 B is below what the engine needs (340 to 352 B on these boards). On the STM32 the
-    overflow below RAM faults and the error names the stack. On mps2-an386 an overflow that
-    deep no longer faults (the addresses below its RAM are mapped in QEMU's machine): the run
-    never ends and the timeout is the failure. Either way: exit 1, one line, no traceback.
-    A stack guard that always faults (MPU region, handler stack on MSP) is a follow-up."""
+    overflow below RAM faults and the error names the stack. On mps2-an386 the addresses below
+    its RAM are a reserved region in QEMU's machine that reads as zero and ignores writes (`info
+    mtree`: "RESERVED 2", 0x01010000-0x1fffffff), so an overflow that deep does not fault: the
+    popped frames read zeros, the run never ends and the timeout is the failure. Either way:
+    exit 1, one line, no traceback. A stack guard that always faults (an MPU region, the
+    handlers on their own stack) is a follow-up."""
     argv = ["mcu-test", str(seed_export), "--board", board, "--images", "3", "--count-images", "0"]
     assert main([*argv, "-q", "--stack-size", "256", "--timeout", "60"]) == 1
     err = capsys.readouterr().err.strip()
