@@ -527,6 +527,8 @@ def render_markdown(rec: dict[str, Any]) -> str:
 def _cycles_markdown(main: dict[str, Any]) -> list[str]:
     """The cycle estimates of the cores, in a section of their own: estimated, never measured,
     and never set beside TFLM's figures, which are quoted in instructions."""
+    from firmware_export.mcu.cycles import milliseconds_text
+
     cores = [c for c in main["cores"] if c.get("cycles")]
     if not cores:
         return []
@@ -553,7 +555,7 @@ def _cycles_markdown(main: dict[str, Any]) -> list[str]:
             continue
         low, high = cyc["range"]
         spread = f"{low:,} to {high:,}" if low != high else "–"
-        ms = ", ".join(f"{m['ms']:.2f} ms at {m['clock_mhz']} MHz" for m in cyc["ms"])
+        ms = milliseconds_text(cyc["ms"])
         per_mac = f"{cyc['per_mac']:.2f}" if cyc["per_mac"] is not None else "–"
         lines.append(f"| {c['label']} | {cyc['per_inference']:,} | {spread} | {per_mac} | {ms} |")
     if reasons:

@@ -34,10 +34,17 @@ from firmware_export.export import export_model, write_export
 from firmware_export.tflm import TflmModel
 from lenet_edge import data
 from lenet_edge.bench import describe_machine
-from lenet_edge.fsutil import atomic_write_json, atomic_write_text
+from lenet_edge.fsutil import (
+    OutputRefused,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_file,
+)
 from lenet_edge.host_bench import REF_PASSES, host_markdown, measure_host
 
 ROOT = Path(__file__).resolve().parent.parent
+#: How the Markdown this script writes begins (it replaces only a file that begins so).
+MD_MARK = "Produced by `python scripts/bench_host_engine.py"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +70,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    out = Path(args.out)
+    md = out.with_suffix(".md")
+    try:
+        # Both outputs are checked before the long run: never the model, never each other,
+        # and the Markdown beside the JSON only replaces an earlier one of this script.
+        check_output_file(out, [("the model", model_path)])
+        check_output_file(md, [("the model", model_path), ("the JSON output", out)])
+        if md.is_file() and not md.read_text(errors="replace").startswith(MD_MARK):
+            raise OutputRefused(
+                f"{md} exists and was not written by this script; give --out another name"
+            )
+    except OutputRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     model_bytes = model_path.read_bytes()
     images = data.load().x_test[: args.images]
     t_start = time.perf_counter()
@@ -102,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         "host": host,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown = "\n".join(
         [
@@ -113,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     atomic_write_json(out, record)
-    atomic_write_text(out.with_suffix(".md"), markdown)
+    atomic_write_text(md, markdown)
     print("\n" + markdown)
-    print(f"written {out} and {out.with_suffix('.md')}")
+    print(f"written {out} and {md}")
     return 0
 
 

@@ -37,9 +37,11 @@ from firmware_export.mcu.boards import (
 from firmware_export.mcu.build import (
     C_FLAGS,
     HARNESS_SOURCES,
+    LINK_LIBS,
     Builder,
     Export,
     Prebuilt,
+    link_flags,
     macs_from_export_json,
     read_export,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "HARNESS_SOURCES",
     "IMAGE_EXIT",
     "INSTALL_HINT",
+    "LINK_LIBS",
     "MARKERS",
     "PIXELS",
     "Board",
@@ -95,6 +98,7 @@ __all__ = [
     "count_instructions",
     "find_toolchain",
     "function_symbols",
+    "link_flags",
     "load_board",
     "macs_from_export_json",
     "memory_report",

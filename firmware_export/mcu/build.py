@@ -62,6 +62,25 @@ class Export:
         return macs_from_export_json(self.meta)
 
 
+def link_flags(board: Board) -> list[str]:
+    """How every bare-metal image is linked: no host C runtime or start files, unused sections
+    dropped, the board's linker script (which includes ``boards/common/cortexm.ld``). The
+    libraries (:data:`LINK_LIBS`) go after the objects."""
+    return [
+        "-nostdlib",
+        "-nostartfiles",
+        "-Wl,--gc-sections",
+        "-L",
+        str(COMMON_DIR),
+        "-T",
+        str(board.directory / "board.ld"),
+    ]
+
+
+#: newlib's C library (string functions) and libgcc, after the objects that need them.
+LINK_LIBS = ("-lc", "-lgcc")
+
+
 def macs_from_export_json(meta: dict[str, Any]) -> int | None:
     """Total MACs per inference: a top-level total if present, else the sum over the layers."""
     for key in ("macs_total", "total_macs", "macs"):
@@ -253,18 +272,11 @@ class Builder:
         ld = [
             self.tool.gcc,
             *self.board.cflags,
-            "-nostdlib",
-            "-nostartfiles",
-            "-Wl,--gc-sections",
-            "-L",
-            str(COMMON_DIR),
-            "-T",
-            str(self.board.directory / "board.ld"),
+            *link_flags(self.board),
             f"-Wl,-Map={mapf}",
             *objects,
             vobj,
-            "-lc",
-            "-lgcc",
+            *LINK_LIBS,
             "-o",
             elf,
         ]

@@ -457,6 +457,11 @@ def milliseconds(cycles: int, model: CoreModel) -> list[dict[str, Any]]:
     return [{"clock_mhz": f, "ms": round(cycles / (f * 1000.0), 3)} for f in model.clocks_mhz]
 
 
+def milliseconds_text(ms: list[dict[str, Any]]) -> str:
+    """``milliseconds()``'s figures as one phrase, e.g. "7.60 ms at 80 MHz, 3.62 ms at 168 MHz"."""
+    return ", ".join(f"{m['ms']:.2f} ms at {m['clock_mhz']} MHz" for m in ms)
+
+
 def describe(model: CoreModel) -> dict[str, Any]:
     """The model as JSON: its source, assumptions and table (cycles as formulas)."""
 

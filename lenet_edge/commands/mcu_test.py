@@ -14,6 +14,7 @@ import numpy as np
 from firmware_export.exportdir import export_changes, summarize_changes
 from firmware_export.mcu.boards import board_names
 from firmware_export.mcu.cycles import LABEL as CYCLES_LABEL
+from firmware_export.mcu.cycles import milliseconds_text
 from lenet_edge.commands._common import (
     FiniteFloat,
     check_json_output,
@@ -187,7 +188,7 @@ def _print_cycles(r: dict[str, Any]) -> None:
         return
     low, high = cyc["per_inference_range"]
     spread = f" (range {low} to {high})" if low != high else ""
-    ms = ", ".join(f"{m['ms']:.2f} ms at {m['clock_mhz']} MHz" for m in cyc["ms"])
+    ms = milliseconds_text(cyc["ms"])
     per_mac = f", {cyc['per_mac']:.2f}/MAC" if cyc["per_mac"] is not None else ""
     click.echo(
         f"\n{r['board']}: cycles per inference {CYCLES_LABEL} ({cyc['model']['core']} timing "

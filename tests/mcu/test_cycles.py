@@ -16,7 +16,7 @@ from firmware_export import mcu
 from firmware_export.mcu import cycles, trace
 from lenet_edge import bench
 from tests.support import C_DIR
-from tests.support.export_helpers import need_toolchain
+from tests.support.export_helpers import TRACE_MARKERS, need_toolchain, qemu_trace
 
 M4 = cycles.MODELS["Cortex-M4"]
 M0 = cycles.MODELS["Cortex-M0"]
@@ -123,23 +123,12 @@ LOOP = """\
      20c:\tbd30      \tpop\t{r4, r5, pc}
 """
 
-#: The trace harness's markers, around the loop.
-MARKERS = {0x100: "mcu_mark_quantize", 0x110: "mcu_mark_infer", 0x120: "mcu_mark_done"}
-
-
-def _trace(pcs: list[int]) -> io.BytesIO:
-    lines = [
-        f"Trace 0: 0x7f00{i:06x} [00800408/{pc:08x}/00000110/ff000201] f\n"
-        for i, pc in enumerate(pcs)
-    ]
-    return io.BytesIO("".join(lines).encode())
-
 
 def test_synthetic_trace_has_the_hand_computed_total() -> None:
     code = cycles.parse_disassembly(LOOP)
     body = [0x200, 0x204, 0x206, 0x208, 0x20A]
     pcs = [0x100, 0x110, 0x1FC, 0x1FE, *body * 3, 0x20C, 0x120]
-    (image,) = trace._trace_regions(_trace(pcs), MARKERS)
+    (image,) = trace._trace_regions(qemu_trace(pcs), TRACE_MARKERS)
     assert image.infer == {0x110: 1, 0x1FC: 1, 0x1FE: 1, **dict.fromkeys(body, 3), 0x20C: 1}
     assert image.infer_steps[(0x1FE, 0x200, 0x204)] == 1
     assert image.infer_steps[(0x20A, 0x200, 0x204)] == 2
@@ -172,8 +161,8 @@ def test_trace_steps_survive_chunk_boundaries() -> None:
             return super().read1(7)  # a few bytes at a time: every line is cut
 
     pcs = [0x100, 0x110, 0x200, 0x204, 0x206, 0x120]
-    (whole,) = trace._trace_regions(_trace(pcs), MARKERS)
-    (cut,) = trace._trace_regions(Trickle(_trace(pcs).getvalue()), MARKERS)
+    (whole,) = trace._trace_regions(qemu_trace(pcs), TRACE_MARKERS)
+    (cut,) = trace._trace_regions(Trickle(qemu_trace(pcs).getvalue()), TRACE_MARKERS)
     assert (
         cut.infer_steps
         == whole.infer_steps
@@ -245,15 +234,8 @@ def test_estimate_of_a_real_cortex_m4_function(tmp_path: Path) -> None:
         str(C_DIR / "cycles_kernel.S"),
         str(mcu.COMMON_DIR / "startup.S"),
         str(mcu.COMMON_DIR / "semihost.c"),
-        "-nostdlib",
-        "-nostartfiles",
-        "-Wl,--gc-sections",
-        "-L",
-        str(mcu.COMMON_DIR),
-        "-T",
-        str(board.directory / "board.ld"),
-        "-lc",
-        "-lgcc",
+        *mcu.link_flags(board),
+        *mcu.LINK_LIBS,
         "-o",
         str(elf),
     ]

@@ -109,3 +109,29 @@ def test_ratios_and_markdown_with_and_without_the_loop() -> None:
 def _pair(loop: float, overhead: float) -> tuple[dict[str, Any], dict[str, Any]]:
     host = _host(loop, overhead, {"-O2": 1.0})
     return host["litert"], host["engine"]
+
+
+def test_script_refuses_to_overwrite_the_model_or_a_foreign_markdown(tmp_path: Path) -> None:
+    """scripts/bench_host_engine.py writes --out and a .md beside it: before any measurement
+    it refuses the model as --out, and a .md it did not write; both files stay as they were."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_host_engine.py"
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3 not really a model")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\n")
+    for out, why in ((model, "would overwrite the model"), (tmp_path / "notes.json", "notes.md")):
+        proc = subprocess.run(
+            [sys.executable, str(script), str(model), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and why in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert model.read_bytes() == b"TFL3 not really a model"
+    assert notes.read_text() == "# my notes\n"
+    assert not (tmp_path / "notes.json").exists()

@@ -20,7 +20,7 @@ from firmware_export.mcu import trace
 from firmware_export.mcu.toolchain import failure_detail
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import BOARDS, command
-from tests.support.export_helpers import MCU_TOOLS, need_toolchain
+from tests.support.export_helpers import MCU_TOOLS, TRACE_MARKERS, need_toolchain, qemu_trace
 
 # The memory map of issue 5: (core, flash origin, flash size, RAM origin, RAM size).
 EXPECTED_BOARDS = {
@@ -84,15 +84,8 @@ def _build_probe(
         str(STARTUP_PROBE),
         str(common / "startup.S"),
         str(common / "semihost.c"),
-        "-nostdlib",
-        "-nostartfiles",
-        "-Wl,--gc-sections",
-        "-L",
-        str(common),
-        "-T",
-        str(board.directory / "board.ld"),
-        "-lc",
-        "-lgcc",
+        *mcu.link_flags(board),
+        *mcu.LINK_LIBS,
         "-o",
         str(elf),
     ]
@@ -208,16 +201,8 @@ def test_a_link_failure_of_the_builder_says_why(tmp_path: Path) -> None:
 # --- the instruction trace ------------------------------------------------------------------
 
 
-def _trace(pcs: list[int]) -> io.BytesIO:
-    lines = [
-        f"Trace 0: 0x7f00000{i:04x} [00800408/{pc:08x}/00000110/ff000201] f\n"
-        for i, pc in enumerate(pcs)
-    ]
-    return io.BytesIO("".join(lines).encode())
-
-
 def test_trace_regions_split_per_image_phase_and_call() -> None:
-    markers = {0x100: "mcu_mark_quantize", 0x110: "mcu_mark_infer", 0x120: "mcu_mark_done"}
+    markers = TRACE_MARKERS
     # Root (infer) function at [0x500, 0x510); kernels at 0x600 and 0x700; harness at 0x30.
     pcs = [
         *(0x10, 0x12),  # reset code: no region
@@ -229,7 +214,7 @@ def test_trace_regions_split_per_image_phase_and_call() -> None:
         *(0x508, 0x30, 0x120, 0x122, 0x34),  # epilogue, harness, done marker, harness
         *(0x100, 0x400, 0x110, 0x500, 0x700, 0x120),  # second image: a tail call
     ]
-    first, second = trace._trace_regions(_trace(pcs), markers, root=(0x500, 0x510))
+    first, second = trace._trace_regions(qemu_trace(pcs), markers, root=(0x500, 0x510))
     assert first.quantize == {0x100: 1, 0x102: 1, 0x30: 1, 0x400: 1, 0x402: 1}
     assert first.infer == {
         0x110: 1, 0x30: 2, 0x500: 1, 0x502: 1, 0x600: 1, 0x602: 2, 0x900: 1,

@@ -7,6 +7,7 @@ by model content, so several test modules can share them.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -173,3 +174,16 @@ def tflm_tensors(
     result = {t: np.stack(v) for t, v in out.items()}
     _TFLM_CACHE[cache_key] = result
     return result
+
+
+#: Trace markers at made-up addresses, for synthetic traces (the harness's symbols, in order).
+TRACE_MARKERS = {0x100: "mcu_mark_quantize", 0x110: "mcu_mark_infer", 0x120: "mcu_mark_done"}
+
+
+def qemu_trace(pcs: list[int]) -> io.BytesIO:
+    """A QEMU ``-d exec,nochain -singlestep`` log executing ``pcs`` in order."""
+    lines = [
+        f"Trace 0: 0x7f00{i:06x} [00800408/{pc:08x}/00000110/ff000201] f\n"
+        for i, pc in enumerate(pcs)
+    ]
+    return io.BytesIO("".join(lines).encode())
