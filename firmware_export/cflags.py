@@ -16,5 +16,15 @@ CXX_STD = "-std=c++11"
 C_STRICT = (C_STD, *WARNINGS)
 #: Strict C++11, for the TFLM example.
 CXX_STRICT = (CXX_STD, *WARNINGS)
-#: The optimisation level of every build of the library unless a caller asks otherwise.
-OPTIMIZE = "-O2"
+#: The optimisation level of each build of the library, by ``export-c --optimize`` mode (the
+#: export records its mode in export.json; test/Makefile, mcu-test, the CMake package's
+#: default build type and the WASM package follow it).
+OPTIMIZE_FLAGS = {"speed": "-O2", "size": "-Os"}
+#: The level of a speed export, and of every build that does not come from an export.
+OPTIMIZE = OPTIMIZE_FLAGS["speed"]
+
+
+def optimize_flag(meta: dict[str, object]) -> str:
+    """The optimisation flag of the export that ``meta`` (its export.json) describes; an
+    export.json written before ``--optimize`` existed is a speed export."""
+    return OPTIMIZE_FLAGS.get(str(meta.get("optimize", "speed")), OPTIMIZE)

@@ -281,10 +281,10 @@ def add_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         8,
     )
     sh = wr.array(
-        "int32_t",
+        "int8_t",
         f"{s.name}_shift",
         s.shift,
-        f"{s.name} requantization shifts [{oc}] (left if > 0)",
+        f"{s.name} requantization shifts [{oc}] (left if > 0, TFLM's -31..30)",
         16,
     )
     pc = wr.array(

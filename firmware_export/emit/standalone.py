@@ -24,7 +24,6 @@ from firmware_export.emit.arrays import (
 from firmware_export.mnist import MnistInput
 from firmware_export.plan import (
     ARENA_ALIGN,
-    CONV_BLOCK,
     FC_ROWS,
     Buffer,
     ConvStep,
@@ -202,14 +201,27 @@ class StandaloneWriter:
         )
 
     def add_softmax(self, s: SoftmaxStep) -> None:
-        e = self.array(
-            "int32_t",
-            f"{s.name}_exp",
-            s.exp_table,
-            f"{s.name} exp(beta * scale * (x - max)) in Q0.31, indexed by max - x [256]",
-            6,
-        )
-        fields = [Field(str(s.rows), "rows"), Field(str(s.depth), "depth"), Field(e, "exp_table")]
+        if s.exp_table is None:  # --optimize size: the kernel computes exp
+            fields = [
+                Field(str(s.rows), "rows"),
+                Field(str(s.depth), "depth"),
+                Field(c_int(s.input_multiplier), "input_multiplier"),
+                Field(str(s.input_left_shift), "input_left_shift"),
+                Field(c_int(s.diff_min), "diff_min"),
+            ]
+        else:
+            e = self.array(
+                "int32_t",
+                f"{s.name}_exp",
+                s.exp_table,
+                f"{s.name} exp(beta * scale * (x - max)) in Q0.31, indexed by max - x [256]",
+                6,
+            )
+            fields = [
+                Field(str(s.rows), "rows"),
+                Field(str(s.depth), "depth"),
+                Field(e, "exp_table"),
+            ]
         self.layer(
             s,
             "softmax_t",
@@ -263,7 +275,14 @@ class StandaloneWriter:
             else:  # pragma: no cover - the planner makes only these
                 raise TypeError(type(s).__name__)
         p, P = self.p, self.P
-        common = {"banner": self.banner, "p": p, "P": P}
+        exp_computed = any(isinstance(s, SoftmaxStep) and s.exp_table is None for s in plan.steps)
+        common = {
+            "banner": self.banner,
+            "p": p,
+            "P": P,
+            "exp_computed": exp_computed,
+            "conv_block": plan.conv_block,
+        }
         # Names that the fixed templates use: registered here so they are checked too.
         for suffix in (
             "infer",
@@ -404,7 +423,6 @@ class StandaloneWriter:
             # Only the kernels this model uses are declared (and defined).
             kinds=sorted({s.kind for s in plan.steps}),
             generic=self.generic_conv,
-            conv_block=CONV_BLOCK,
             fc_rows=FC_ROWS,
         )
         kinds = {s.kind for s in plan.steps}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_export.cflags import C_STD, OPTIMIZE, WARNINGS
+from firmware_export.cflags import C_STD, OPTIMIZE_FLAGS, WARNINGS
 from firmware_export.csyntax import Names, c_values, render
 
 
@@ -18,8 +18,10 @@ def render_test(
     raw: np.ndarray | None,
     source: str,
     standalone_files: list[str],
+    optimize: str = "speed",
 ) -> dict[str, str]:
-    """Files of ``test/``, keyed by file name. ``inputs``/``expected`` are int8 [N, ...]."""
+    """Files of ``test/``, keyed by file name. ``inputs``/``expected`` are int8 [N, ...];
+    the Makefile builds at ``optimize``'s level (``export-c --optimize``)."""
     n = Names(prefix)
     p, P = prefix, prefix.upper()
     for suffix in ("test_inputs", "test_expected", "test_labels", "test_raw"):
@@ -49,7 +51,7 @@ def render_test(
             "Makefile.j2",
             banner=hash_banner,
             binary=binary,
-            cflags=" ".join((C_STD, OPTIMIZE, *WARNINGS)),
+            cflags=" ".join((C_STD, OPTIMIZE_FLAGS[optimize], *WARNINGS)),
             sources=" ".join([*sources, f"{p}_test_vectors.c", "main_host.c"]),
             headers=" ".join([*headers, f"{p}_test_vectors.h"]),
         ),

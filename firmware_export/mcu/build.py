@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware_export.cflags import C_STD, OPTIMIZE, WARNINGS
+from firmware_export.cflags import C_STD, OPTIMIZE, WARNINGS, optimize_flag
 from firmware_export.mcu.boards import COMMON_DIR, Board
 from firmware_export.mcu.errors import McuError
 from firmware_export.mcu.memory import Image, memory_report
@@ -25,7 +25,16 @@ from firmware_export.mcu.qemu import PIXELS
 from firmware_export.mcu.toolchain import INSTALL_HINT, Toolchain, run_tool
 
 #: Compiler flags for every C file (the generated library must pass these; issue 4).
-C_FLAGS = (C_STD, OPTIMIZE, "-ffunction-sections", "-fdata-sections", *WARNINGS)
+
+
+def c_flags(level: str = OPTIMIZE) -> tuple[str, ...]:
+    """The flags of every bare-metal compile but the CPU's; ``level``: the export's
+    optimisation flag (``cflags.optimize_flag``)."""
+    return (C_STD, level, "-ffunction-sections", "-fdata-sections", *WARNINGS)
+
+
+#: A speed build's flags (what the probes and kernel tests compile with).
+C_FLAGS = c_flags()
 HARNESS_SOURCES = ("startup.S", "semihost.c", "harness.c")
 FLASH_SLACK = 8  # alignment padding allowance when filling the flash with test vectors
 
@@ -176,7 +185,8 @@ class Builder:
         self.input_size = export.header_int("INPUT_SIZE")
         self.scratch_size = export.header_int("SCRATCH_SIZE")
         extra = [] if dsp else [f"-D{export.macro_prefix}_NO_DSP", "-U__ARM_FEATURE_DSP"]
-        self.cflags = (*board.cflags, *C_FLAGS, *extra, *extra_cflags)
+        level = optimize_flag(export.meta)
+        self.cflags = (*board.cflags, *c_flags(level), *extra, *extra_cflags)
         self._objects: list[str] | None = None
 
     def _compile(self) -> list[str]:

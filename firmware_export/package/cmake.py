@@ -47,6 +47,8 @@ def write(export_dir: Path, dest: Path, meta: dict[str, Any]) -> None:
             sources=export_files(meta, "standalone", (".c",)),
             test_sources=list(dict.fromkeys(test_sources)),
             warnings=list(WARNINGS),
+            # The default build type follows export-c --optimize (-O3 / -Os).
+            build_type="MinSizeRel" if meta.get("optimize") == "size" else "Release",
         )
     )
     (dest / "arm-none-eabi.cmake").write_text(

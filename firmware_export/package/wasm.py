@@ -19,12 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from firmware_export.cflags import C_STRICT, OPTIMIZE
+from firmware_export.cflags import C_STRICT, optimize_flag
 from firmware_export.csyntax import banner, check_prefix, comment_text, render
 from firmware_export.errors import FirmwareExportError
 
 #: Compiler flags of every file of the module: the strict C99 set of the firmware, for wasm32.
-WASM_CFLAGS = ("--target=wasm32", "-nostdlib", "-mbulk-memory", OPTIMIZE, *C_STRICT)
+#: The module's flags but the optimisation level, which is the export's (``optimize_flag``).
+WASM_CFLAGS = ("--target=wasm32", "-nostdlib", "-mbulk-memory", *C_STRICT)
 #: Tools the build needs (Debian packages ``clang`` and ``lld``).
 TOOLS = ("clang", "wasm-ld")
 #: Exported functions of the shim, without the ``<prefix>_`` part.
@@ -112,6 +113,7 @@ def write(export_dir: Path, dest: Path, meta: dict[str, Any]) -> None:
         cmd = [
             "clang",
             *WASM_CFLAGS,
+            optimize_flag(meta),
             "-isystem",
             "include",
             "-Istandalone",

@@ -24,29 +24,42 @@ def _merge(steps: list[Step], buffers: list[Buffer], keep: Buffer, gone: Buffer)
 
 
 def output_lead(step: ConvStep) -> int | None:
-    """How many bytes before its input a tile convolution's output may start and still never
-    overwrite an input byte the layer reads later; None when it gains nothing.
+    """How many bytes before its input a convolution's output may start and still never
+    overwrite an input byte the layer reads later; None when it gains nothing or the
+    kernel's write order is not one this knows.
 
-    Block row ``by`` writes output rows up to the end of row ``by`` (``by`` pooled, or conv
-    rows ``2 by + 1`` without pooling) while the fills still read input rows from
-    ``2 by - pad_top`` on; every byte of the rows above is dead.
+    Both kernels write whole output rows in order. A tile convolution's block row ``by``
+    writes output rows up to the end of row ``by`` (``by`` pooled, or conv rows ``2 by + 1``
+    without pooling) while its fills still read input rows from ``2 by - pad_top`` on. The
+    generic kernel with a fused pooling writes pooled row ``py`` while it reads input rows
+    from the first conv row of that pooling window on. Every byte of the rows above is dead.
     """
-    tp = step.tile
-    if tp is None or step.stride_h != 1:
-        return None
-    rows_out = 1 if step.pool is not None else 2
     out_row = step.out_w * step.out_c
     in_row = step.in_w * step.in_c
-    lead = max(
-        (by + 1) * rows_out * out_row - max(0, 2 * by - step.pad_top) * in_row
-        for by in range(tp.blocks_h)
-    )
+    tp, q = step.tile, step.pool
+    if tp is not None and step.stride_h == 1:
+        rows_out = 1 if q is not None else 2
+        n_rows = tp.blocks_h
+        writes = [(by + 1) * rows_out * out_row for by in range(n_rows)]
+        first_read = [max(0, 2 * by - step.pad_top) for by in range(n_rows)]
+        out_bytes = rows_out * n_rows * out_row
+    elif tp is None and q is not None and q.stride_h >= q.filter_h:
+        n_rows = q.out_h
+        writes = [(py + 1) * out_row for py in range(n_rows)]
+        first_read = [
+            max(0, max(0, py * q.stride_h - q.pad_top) * step.stride_h - step.pad_top)
+            for py in range(n_rows)
+        ]
+        out_bytes = n_rows * out_row
+    else:
+        return None
+    lead = max(w - r * in_row for w, r in zip(writes, first_read, strict=True))
     lead = -(-max(lead, 0) // ARENA_ALIGN) * ARENA_ALIGN
-    return lead if lead < rows_out * tp.blocks_h * out_row else None
+    return lead if lead < out_bytes else None
 
 
 def _groups(steps: list[Step]) -> dict[int, tuple[Buffer, Buffer, int]]:
-    """Tile convolutions whose arena output may overlap the dead rows of the arena input
+    """Convolutions whose arena output may overlap the dead rows of the arena input
     that dies with them: output buffer id -> (output, input, the output's lead in bytes)."""
     groups: dict[int, tuple[Buffer, Buffer, int]] = {}
     taken: set[int] = set()

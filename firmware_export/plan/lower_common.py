@@ -25,6 +25,7 @@ class Lowering(Protocol):
     """The planner as one op's lowering sees it."""
 
     g: Graph
+    optimize: str  # an OPTIMIZE_MODES entry
 
     def buffer(self, t: int) -> Buffer: ...
 

@@ -24,7 +24,7 @@ from firmware_export.plan.lower_common import (
     scale,
     zp,
 )
-from firmware_export.plan.types import CONV_BLOCK, ConvStep, PoolSpec, TilePlan
+from firmware_export.plan.types import CONV_BLOCKS, ConvStep, PoolSpec, TilePlan
 
 
 def tile_plan(
@@ -164,7 +164,7 @@ def lower_conv(p: Lowering, op: Op) -> list[int]:
         ops,
         p.buffer(op.inputs[0]),
         p.buffer(t_last),
-        scratch=CONV_BLOCK * patch_bytes + 4 * out_c,
+        scratch=CONV_BLOCKS[p.optimize] * patch_bytes + 4 * out_c,
         macs=positions * macs_per_position,
         tflm_macs=conv_h * conv_w * out_c * taps * in_c,
         in_h=in_h,
@@ -200,7 +200,8 @@ def lower_conv(p: Lowering, op: Op) -> list[int]:
     )
     bound = acc_bound(folded, w.reshape(out_c, -1))
     step.fast = fast_requant(shift, zp_out, bound)
-    tp = tile_plan(step, w, used, folded)
+    # --optimize size keeps the int8 weights (the tile's doubled int16 pairs take more bytes).
+    tp = tile_plan(step, w, used, folded) if p.optimize == "speed" else None
     if tp is not None:
         step.algo, step.tile = "tile", tp
         step.scratch = tp.scratch(len(patch_channels))

@@ -16,12 +16,21 @@ from firmware_export.plan.lower_common import elementwise_table
 from firmware_export.plan.lower_conv import lower_conv
 from firmware_export.plan.lower_fc import lower_fc
 from firmware_export.plan.lower_other import lower_elementwise, lower_pool, lower_softmax
-from firmware_export.plan.types import ELEMENTWISE_OPS, Buffer, Plan, Step, Table, TensorInfo
+from firmware_export.plan.types import (
+    ELEMENTWISE_OPS,
+    OPTIMIZE_MODES,
+    Buffer,
+    Plan,
+    Step,
+    Table,
+    TensorInfo,
+)
 
 
 class Planner:
-    def __init__(self, g: Graph) -> None:
+    def __init__(self, g: Graph, optimize: str = "speed") -> None:
         self.g = g
+        self.optimize = optimize
         self.problems: list[str] = []
         self.const: dict[int, np.ndarray] = {
             t.index: t.data for t in g.tensors if t.data is not None
@@ -236,10 +245,15 @@ def strip_boundary(g: Graph) -> tuple[Graph, list[Op]]:
     return dataclasses.replace(g, ops=ops, inputs=inputs, outputs=outputs), b.ops
 
 
-def build_plan(model: Graph) -> Plan:
-    """Lower ``model`` (already checked by ``checks.check_graph``) to a :class:`Plan`."""
+def build_plan(model: Graph, optimize: str = "speed") -> Plan:
+    """Lower ``model`` (already checked by ``checks.check_graph``) to a :class:`Plan`;
+    ``optimize`` is an ``OPTIMIZE_MODES`` entry (``export-c --optimize``)."""
+    if optimize not in OPTIMIZE_MODES:
+        raise FirmwareExportError(
+            f"--optimize {optimize!r}: choose one of {', '.join(OPTIMIZE_MODES)}"
+        )
     g, stripped = strip_boundary(model)
-    planner = Planner(g)
+    planner = Planner(g, optimize)
     planner.prune()
     planner.fold_shape_ops()
     if not planner.problems:
@@ -279,4 +293,5 @@ def build_plan(model: Graph) -> Plan:
         model_input=_info(mx) if mx is not x else None,
         model_output=_info(my) if my is not y else None,
         stripped_ops=[op.index for op in stripped],
+        optimize=optimize,
     )

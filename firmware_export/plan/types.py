@@ -13,8 +13,14 @@ ELEMENTWISE_OPS = frozenset({"LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE"})
 #: Alignment of every buffer in the scratch arena (int32 accumulators live there too).
 ARENA_ALIGN = 4
 ACC_LIMIT = (1 << 31) - 1
-#: Convolution outputs per pass over the weights (<PREFIX>_CONV_BLOCK in C).
-CONV_BLOCK = 4
+#: Convolution outputs per pass over the weights of the generic kernel (<PREFIX>_CONV_BLOCK
+#: in C), by ``--optimize`` mode: ``size`` takes half the patch scratch for about 10% more
+#: weight loads.
+CONV_BLOCKS = {"speed": 4, "size": 2}
+CONV_BLOCK = CONV_BLOCKS["speed"]
+#: What ``export-c --optimize`` trades for: ``speed`` (tile convolutions, tabled exp) or
+#: ``size`` (generic int8 convolutions, the softmax exp computed, the smallest arena).
+OPTIMIZE_MODES = ("speed", "size")
 #: Fully connected rows computed per pass over the input (the weights are interleaved so).
 FC_ROWS = 4
 #: Bytes of an emitted int8 -> int8 table: 256 entries and 4 bytes of padding (x86 gathers
@@ -240,9 +246,15 @@ class LutStep(Step):
 
 @dataclass
 class SoftmaxStep(Step):
+    """``exp_table`` is None when the kernel computes exp (``--optimize size``) from the
+    three ``CalculateSoftmaxParams`` values instead."""
+
     rows: int = 0
     depth: int = 0
-    exp_table: list[int] = field(default_factory=list)
+    exp_table: list[int] | None = None
+    input_multiplier: int = 0
+    input_left_shift: int = 0
+    diff_min: int = 0
 
 
 @dataclass
@@ -272,6 +284,12 @@ class Plan:
     model_input: TensorInfo | None = None
     model_output: TensorInfo | None = None
     stripped_ops: list[int] = field(default_factory=list)
+    optimize: str = "speed"
+
+    @property
+    def conv_block(self) -> int:
+        """<PREFIX>_CONV_BLOCK: the generic convolution's outputs per pass."""
+        return CONV_BLOCKS[self.optimize]
 
     @property
     def scratch_size(self) -> int:
@@ -308,7 +326,7 @@ def weight_bytes(plan: Plan) -> dict[str, int]:
         elif isinstance(s, ConvStep):
             out["weights"] += int(s.weights.size)
             out["bias"] += 4 * len(s.bias)
-            out["requant"] += 8 * len(s.multiplier)
+            out["requant"] += 5 * len(s.multiplier)  # int32 multiplier, int8 shift
             out["index"] += 2 * (len(s.patch_channels) + len(s.run_start) + 2 * len(s.run_offset))
             out["tables"] += TABLE_BYTES if s.table else 0
         elif isinstance(s, FullyConnectedStep):
@@ -318,6 +336,6 @@ def weight_bytes(plan: Plan) -> dict[str, int]:
             out["tables"] += TABLE_BYTES if s.table else 0
         elif isinstance(s, LutStep):
             out["tables"] += TABLE_BYTES
-        elif isinstance(s, SoftmaxStep):
-            out["tables"] += 4 * 256
+        elif isinstance(s, SoftmaxStep) and s.exp_table is not None:
+            out["tables"] += 4 * len(s.exp_table)
     return out

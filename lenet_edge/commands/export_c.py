@@ -38,10 +38,24 @@ def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str
     show_default=True,
     help="Test images embedded in test/ with TFLM's expected outputs.",
 )
+@click.option(
+    "--optimize",
+    type=click.Choice(["speed", "size"]),
+    default="speed",
+    show_default=True,
+    help="speed: tile convolutions and a tabled softmax exp. size: int8 convolution weights, "
+    "the exp computed, the smallest scratch arena (more instructions per inference).",
+)
 @data_dir_option
 @quiet_option
 def command(
-    model: Path, out: Path, prefix: str, test_vectors: int, data_dir: str | None, quiet: bool
+    model: Path,
+    out: Path,
+    prefix: str,
+    test_vectors: int,
+    optimize: str,
+    data_dir: str | None,
+    quiet: bool,
 ) -> None:
     """Export an int8 .tflite as C: TFLM arrays and a standalone integer-only engine.
 
@@ -88,11 +102,13 @@ def command(
                 [
                     *("lenet-edge", "export-c", model.name, "--out", out.name),
                     *("--prefix", prefix, "--test-vectors", str(test_vectors)),
+                    *(("--optimize", optimize) if optimize != "speed" else ()),
                 ]
             ),
             progress=bar.update,
             graph=graph,
             tool=f"lenet-edge {__version__}",
+            optimize=optimize,
         )
     finally:
         bar.close()
@@ -108,7 +124,8 @@ def command(
     r = result.report
     test_dir = shlex.quote(str(out / "test"))  # a hint the user pastes into a shell
     click.echo(
-        f"exported {model.name} -> {out}: {len(r['layers'])} engine layers, {r['macs']:,} MACs "
+        f"exported {model.name} -> {out} (--optimize {optimize}): {len(r['layers'])} engine "
+        f"layers, {r['macs']:,} MACs "
         f"(TFLM {r['tflm_macs']:,}), weights {r['weight_bytes']['total']:,} B, "
         f"{prefix.upper()}_SCRATCH_SIZE {r['scratch_size']:,} B (TFLM arena "
         f"{r['tflm_arena']['measured_bytes']:,} B); run `make -C {test_dir} test`"

@@ -264,7 +264,8 @@ def _check_export_model(model_path: Path, meta: dict[str, Any]) -> None:
     "cflags",
     multiple=True,
     metavar="FLAG",
-    help="Extra compiler flag for every C file, after the defaults (-O2 ...); repeatable, "
+    help="Extra compiler flag for every C file, after the defaults (the export's -O2 or -Os, "
+    "...); repeatable, "
     "e.g. --cflag=-O3.",
 )
 @click.option(

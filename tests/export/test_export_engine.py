@@ -65,7 +65,16 @@ def _cpu_has(flag: str) -> bool:
 
 
 HAS_AVX2 = _cpu_has("avx2")
-ALL_VARIANTS = [*LENET_VARIANTS, "keras_per_tensor", "keras_per_channel", *IO_VARIANTS]
+#: Exported with --optimize size (generic int8 convolutions, exp computed) and built at -Os,
+#: as that export's Makefile does; the name is the speed variant's plus "_size".
+SIZE_VARIANTS = ["seed_size", "keras_per_channel_size"]
+ALL_VARIANTS = [
+    *LENET_VARIANTS,
+    "keras_per_tensor",
+    "keras_per_channel",
+    *IO_VARIANTS,
+    *SIZE_VARIANTS,
+]
 
 
 @dataclass
@@ -116,14 +125,17 @@ def engines(tmp_path_factory: pytest.TempPathFactory, mnist: Any, int8_model: An
         if name in cache:
             return cache[name]
         work = tmp_path_factory.mktemp(f"engine_{name}")
-        if name in LENET_VARIANTS:
-            path = int8_model(**LENET_VARIANTS[name])
-        elif name in IO_VARIANTS:
-            path = int8_model(**IO_VARIANTS[name])
+        optimize = "size" if name in SIZE_VARIANTS else "speed"
+        base = name.removesuffix("_size") if optimize == "size" else name
+        level = "-Os" if optimize == "size" else "-O2"
+        if base in LENET_VARIANTS:
+            path = int8_model(**LENET_VARIANTS[base])
+        elif base in IO_VARIANTS:
+            path = int8_model(**IO_VARIANTS[base])
         else:
             if not keras_paths:
                 keras_paths.update(keras_tutorial_models(mnist, tmp_path_factory.mktemp("keras")))
-            path = keras_paths[name]
+            path = keras_paths[base]
         model_bytes = path.read_bytes()
         result = export_model(
             model_bytes,
@@ -131,20 +143,21 @@ def engines(tmp_path_factory: pytest.TempPathFactory, mnist: Any, int8_model: An
             n_vectors=20,
             images=mnist.x_test,
             labels=mnist.y_test,
+            optimize=optimize,
         )
         out = write_export(result, work / "out")
         plan = result.plan
         images = mnist.x_test[:IO_IMAGES] if name in IO_VARIANTS else mnist.x_test
         inputs = mnist_inputs(images, plan.input.shape, plan.input.scale, plan.input.zero_point)
         sa = out / "standalone"
-        o2 = compile_harness(sa, work / "harness_O2", ["-O2"], trace=True)
-        san = compile_harness(sa, work / "harness_sanitize", SANITIZE)
+        o2 = compile_harness(sa, work / "harness_O2", [level], trace=True)
+        san = compile_harness(sa, work / "harness_sanitize", [*SANITIZE, level])
         runs = {
             "O2": EngineRun(o2, inputs, plan.output.size, work, trace=True),
             "sanitize": EngineRun(san, inputs, plan.output.size, work),
         }
         if HAS_AVX2:  # the x86 SIMD path, every layer traced
-            avx2 = compile_harness(sa, work / "harness_avx2", AVX2, trace=True)
+            avx2 = compile_harness(sa, work / "harness_avx2", [*AVX2, level], trace=True)
             runs["avx2"] = EngineRun(avx2, inputs, plan.output.size, work, trace=True)
         cache[name] = Engine(name, model_bytes, out, plan, inputs, runs, work)
         return cache[name]
@@ -212,7 +225,7 @@ def test_every_layer_bit_exact_with_tflm(engines: Any, variant: str) -> None:
         assert len(np.unique(ref[raw])) > 8, f"{step.name}: raw output nearly constant too"
         cut = retarget_output(e.model_bytes, raw)
         graph = load_graph(cut)
-        plan = build_plan(graph)
+        plan = build_plan(graph, e.plan.optimize)
         files = StandaloneWriter(plan, "lenet", "/* cut */", None).render(
             {op.index: op.kind for op in graph.ops}
         )
@@ -220,7 +233,8 @@ def test_every_layer_bit_exact_with_tflm(engines: Any, variant: str) -> None:
         d.mkdir(exist_ok=True)
         for fname, text in files.items():
             (d / fname).write_text(text)
-        binary = compile_harness(d, e.work / f"harness_cut_{step.name}", ["-O2"])
+        level = "-Os" if plan.optimize == "size" else "-O2"
+        binary = compile_harness(d, e.work / f"harness_cut_{step.name}", [level])
         out, _ = EngineRun(binary, e.inputs, plan.output.size, e.work).result()
         bad = int((out != ref[raw]).any(axis=1).sum())
         assert bad == 0, f"{variant}: raw output of {step.name} differs on {bad} images"

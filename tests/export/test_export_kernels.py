@@ -59,6 +59,64 @@ def test_synthetic_model_bit_exact(name: str, build: str, tmp_path: Path) -> Non
     assert np.array_equal(got, expected), f"model {name}: {(got != expected).any(1).sum()} bad"
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("build", ["Os", "Os_sanitize"])
+def test_synthetic_model_bit_exact_optimize_size(name: str, build: str, tmp_path: Path) -> None:
+    """export-c --optimize size: every convolution generic with int8 weights in blocks of
+    two, the softmax exp computed; built at -Os as that export's Makefile does."""
+    model = MODELS[name]()
+    plan = render_standalone(model, tmp_path, "size")
+    assert plan.optimize == "size" and plan.conv_block == 2
+    assert all(getattr(st, "tile", None) is None for st in plan.steps)
+    assert all(getattr(st, "exp_table", None) is None for st in plan.steps)
+    flags = ["-Os"] if build == "Os" else [*SANITIZE, "-Os"]
+    binary = compile_harness(tmp_path, tmp_path / "harness", flags)
+    x = inputs(plan.input.shape)
+    got, _ = run_engine(binary, x, plan.output.size, tmp_path)
+    expected = reference_outputs(model, plan, x)
+    assert np.array_equal(got, expected), f"model {name}: {(got != expected).any(1).sum()} bad"
+
+
+@pytest.mark.parametrize("flags", [["-O2"], SANITIZE])
+def test_softmax_exp_computed_matches_the_table(flags: list[str], tmp_path: Path) -> None:
+    """The exp that --optimize size computes in C equals, for every one of the 256
+    differences, the Q0.31 table a speed export embeds (quantmath, TFLM's arithmetic), over
+    a spread of input scales and betas (and so of multipliers, shifts and diff_min)."""
+    from firmware_export import quantmath as qm
+    from tests.support.kernel_models import model_a
+
+    plan = render_standalone(model_a(), tmp_path, "size")
+    assert any(st.kind == "softmax" for st in plan.steps)
+    binary = tmp_path / "probe"
+    subprocess.run(
+        ["gcc", "-std=c99", *flags, "-I", str(tmp_path), str(C_DIR / "softmax_exp_probe.c"),
+         "-o", str(binary)],
+        check=True,
+    )  # fmt: skip
+    params = []
+    for beta in (0.25, 1.0, 3.0):
+        for scale in (1 / 256, 0.01, 0.0625, 0.1, 0.25, 0.5, 1.0, 4.0):
+            try:
+                params.append(qm.softmax_params(beta, scale))
+            except Exception:  # too small for TFLM: the exporter refuses it
+                continue
+    assert len(params) >= 20
+    assert len({p.input_left_shift for p in params}) >= 5
+    assert any(p.diff_min > -255 for p in params)  # some differences give exp 0
+    out = subprocess.run(
+        [str(binary)],
+        input="".join(f"{p.input_multiplier} {p.input_left_shift} {p.diff_min}\n" for p in params),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stderr == ""
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(params)
+    for p, line in zip(params, lines, strict=True):
+        assert [int(v) for v in line.split()] == qm.softmax_exp_table(p), p
+
+
 def test_synthetic_models_cover_every_kernel_path() -> None:
     kinds: set[str] = set()
     for make in MODELS.values():

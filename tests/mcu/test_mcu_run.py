@@ -310,3 +310,31 @@ def test_a_link_failure_is_one_line_with_the_linker_reason(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: linking for stm32vldiscovery") and "\n" not in err
     assert "region `RAM' overflowed by" in err and "Traceback" not in err
+
+
+def test_optimize_size_export_meets_the_size_targets_on_the_core(
+    int8_model: Any, tmp_path: Path
+) -> None:
+    """export-c --optimize size of the seed model, built at -Os as its export says, on the M4
+    (DSP) and on the M0 (whose ARMv6-M assembly -Os leaves out, so the C fallbacks run):
+    bit-exact with TFLM on the core, a library of at most 67 KB of flash on the M4 and a
+    scratch arena of at most 1,700 B (issue 12's size targets)."""
+    out = tmp_path / "size"
+    assert main(["export-c", str(int8_model()), "--out", str(out), "--optimize", "size", "-q"]) == 0
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["optimize"] == "size" and meta["scratch_size"] <= 1700
+    assert meta["weight_bytes"]["total"] <= 64_000
+    assert "-Os" in (out / "test" / "Makefile").read_text()
+    boards = {}
+    for board in ("mps2-an386", "microbit"):
+        report = tmp_path / f"{board}.json"
+        argv = ["mcu-test", str(out), "--board", board, "--images", "60", "--json", str(report)]
+        assert main([*argv, "--build-dir", str(tmp_path / board), "-q"]) == 0
+        boards[board] = json.loads(report.read_text())["boards"][0]
+    for b in boards.values():
+        assert b["passed"] and b["check"]["images"] == 60 and b["check"]["mismatched_bytes"] == 0
+        assert "-Os" in b["cflags"] and "-O2" not in b["cflags"]
+        assert b["memory"]["ram"]["scratch"] == meta["scratch_size"]
+    m4, m0 = boards["mps2-an386"], boards["microbit"]
+    assert m4["dsp_path_enabled"] and m4["memory"]["flash"]["library"] <= 67 * 1024
+    assert "lenet_fc_rows_narrow" in m0["instructions"]["per_function"]  # the C loop

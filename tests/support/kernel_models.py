@@ -290,10 +290,11 @@ def inputs(shape: tuple[int, ...], n: int = 400) -> np.ndarray:
     return x
 
 
-def render_standalone(model: bytes, out: Path) -> Any:
-    """Plan ``model`` and write its standalone files into ``out``; return the plan."""
+def render_standalone(model: bytes, out: Path, optimize: str = "speed") -> Any:
+    """Plan ``model`` (``export-c --optimize``) and write its standalone files into ``out``;
+    return the plan."""
     graph = load_graph(model)
-    plan = build_plan(graph)
+    plan = build_plan(graph, optimize)
     files = StandaloneWriter(plan, "lenet", "/* test */", None).render(
         {op.index: op.kind for op in graph.ops}
     )
