@@ -287,7 +287,10 @@ def measure_host_and_core(
         _core_row("Cortex-M0 (portable C)", _board(mcu_all, "microbit")),
     ]
     stm32 = _board(mcu_all, "stm32vldiscovery")
+    from lenet_edge.bench_optimize import measure_size_mode
+
     return {
+        "optimize_size": measure_size_mode(b, variant, run, tfl),
         "host": host,
         "fidelity": vall["pairwise"],
         "cores": cores,
@@ -454,6 +457,7 @@ def render_markdown(rec: dict[str, Any]) -> str:
         )
     lines += ["", "Each step is a separate `lenet-edge` process, start-up included.", ""]
     if "host" in main:
+        from lenet_edge.bench_optimize import optimize_markdown
         from lenet_edge.host_bench import host_markdown
 
         lines += host_markdown(main["host"], main["variant"])
@@ -506,6 +510,7 @@ def render_markdown(rec: dict[str, Any]) -> str:
             lines.append(f"| {lname} | {macs:,} | " + " | ".join(cells) + " |")
         lines += ["", f"¹ {peer['source']}; not measured by this bench.", ""]
         lines += _before_markdown(main, rec.get("engine_before"))
+        lines += optimize_markdown(main)
         lines += _cycles_markdown(main)
         lines += [
             "## Fidelity (int8 outputs over 10,000 images)",

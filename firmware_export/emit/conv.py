@@ -283,8 +283,10 @@ def add_conv(wr: StandaloneWriter, s: ConvStep) -> None:
     sh = wr.array(
         "int8_t",
         f"{s.name}_shift",
-        s.shift,
-        f"{s.name} requantization shifts [{oc}] (left if > 0, TFLM's -31..30)",
+        s.fast.rshift if s.fast is not None else s.shift,
+        f"{s.name} requantization "
+        + ("right shifts" if s.fast is not None else "shifts (TFLM, left if > 0)")
+        + f" [{oc}]",
         16,
     )
     pc = wr.array(
@@ -329,6 +331,7 @@ def add_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         Field(rl, "run_length"),
         Field(w, "weights"),
         Field(b, "bias"),
+        Field("1" if s.fast is not None else "0", "fast"),
         Field(m, "multiplier"),
         Field(sh, "shift"),
         Field(lut, "lut"),

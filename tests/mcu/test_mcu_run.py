@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from firmware_export import mcu
-from lenet_edge import data
+from lenet_edge import bench, bench_optimize, data
 from lenet_edge.cli import main
 from lenet_edge.commands.mcu_test import BOARDS, Expected
 from tests.support.export_helpers import need_toolchain
@@ -312,29 +312,51 @@ def test_a_link_failure_is_one_line_with_the_linker_reason(
     assert "region `RAM' overflowed by" in err and "Traceback" not in err
 
 
+class _Cli:
+    """bench's runner, in this process: each command through ``main``."""
+
+    def run(self, key: str, args: list[str]) -> float:
+        assert main(list(args)) == 0, key
+        return 0.0
+
+
 def test_optimize_size_export_meets_the_size_targets_on_the_core(
-    int8_model: Any, tmp_path: Path
+    int8_model: Any, board_run: Any, seed_export: Path, tmp_path: Path
 ) -> None:
-    """export-c --optimize size of the seed model, built at -Os as its export says, on the M4
-    (DSP) and on the M0 (whose ARMv6-M assembly -Os leaves out, so the C fallbacks run):
-    bit-exact with TFLM on the core, a library of at most 67 KB of flash on the M4 and a
-    scratch arena of at most 1,700 B (issue 12's size targets)."""
-    out = tmp_path / "size"
-    assert main(["export-c", str(int8_model()), "--out", str(out), "--optimize", "size", "-q"]) == 0
-    meta = json.loads((out / "export.json").read_text())
-    assert meta["optimize"] == "size" and meta["scratch_size"] <= 1700
-    assert meta["weight_bytes"]["total"] <= 64_000
-    assert "-Os" in (out / "test" / "Makefile").read_text()
-    boards = {}
-    for board in ("mps2-an386", "microbit"):
-        report = tmp_path / f"{board}.json"
-        argv = ["mcu-test", str(out), "--board", board, "--images", "60", "--json", str(report)]
-        assert main([*argv, "--build-dir", str(tmp_path / board), "-q"]) == 0
-        boards[board] = json.loads(report.read_text())["boards"][0]
+    """bench's --optimize size run of the seed model: built at -Os as its export says, on
+    every board (the M0 without the ARMv6-M assembly that -Os leaves out, so the C fallbacks
+    run), bit-exact with TFLM; a library of at most 67 KB of flash on the M4 and a scratch
+    arena of at most 1,700 B (issue 12's size targets); and bench's speed / size table."""
+    size = bench_optimize.measure_size_mode(_Cli(), "seed", tmp_path, int8_model())
+    meta = json.loads((tmp_path / "c_size" / "export.json").read_text())
+    assert meta["optimize"] == "size" and size["scratch_size"] == meta["scratch_size"] <= 1700
+    assert size["weight_bytes"] <= 64_000
+    assert "-Os" in (tmp_path / "c_size" / "test" / "Makefile").read_text()
+    report = json.loads((tmp_path / "mcu_all_size.json").read_text())
+    boards = {b["board"]: b for b in report["boards"]}
+    assert set(boards) == {name for _, name in bench_optimize.BOARDS}
     for b in boards.values():
-        assert b["passed"] and b["check"]["images"] == 60 and b["check"]["mismatched_bytes"] == 0
+        assert b["passed"] and b["check"]["mismatched_bytes"] == 0
+        assert b["check"]["images"] == min(100, b["vector_capacity"]) >= 60
         assert "-Os" in b["cflags"] and "-O2" not in b["cflags"]
         assert b["memory"]["ram"]["scratch"] == meta["scratch_size"]
-    m4, m0 = boards["mps2-an386"], boards["microbit"]
-    assert m4["dsp_path_enabled"] and m4["memory"]["flash"]["library"] <= 67 * 1024
-    assert "lenet_fc_rows_narrow" in m0["instructions"]["per_function"]  # the C loop
+    m4 = next(c for c in size["cores"] if c["board"] == "mps2-an386")
+    assert boards["mps2-an386"]["dsp_path_enabled"] and m4["code_bytes"] <= 67 * 1024
+    assert "lenet_fc_rows_narrow" in boards["microbit"]["instructions"]["per_function"]
+    # bench's table: the speed export of the same model (this module's runs) beside it.
+    speed_meta = json.loads((seed_export / "export.json").read_text())
+    main_variant = {
+        "variant": "seed",
+        "export": speed_meta,
+        "cores": [bench._core_row(label, board_run(name)) for label, name in bench_optimize.BOARDS],
+        "optimize_size": size,
+    }
+    text = "\n".join(bench_optimize.optimize_markdown(main_variant))
+    ratio = size["scratch_size"] / speed_meta["scratch_size"]
+    assert (
+        f"| `LENET_SCRATCH_SIZE` (B) | {speed_meta['scratch_size']:,} | "
+        f"{size['scratch_size']:,} | {ratio:.2f}× |" in text
+    )
+    m4_speed = board_run("mps2-an386")["instructions"]["per_inference"]
+    assert f"| instructions per inference, Cortex-M4 (DSP) | {m4_speed:,} | " in text
+    assert "bit for bit with TFLM: yes (mps2-an386 100 images, " in text
