@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,25 @@ def test_cmake_host_build_and_ctest(cmake_export: Path, tmp_path: Path) -> None:
     assert len(lib) == len(list((cmake_export / "standalone").glob("*.c")))
     for c in lib:  # C99 without extensions, and the project's strict warnings as errors
         assert "-std=c99" in c["command"] and all(w in c["command"] for w in WARNINGS)
+    out = run(["ctest", "--test-dir", str(build), "--output-on-failure"])
+    assert "100% tests passed, 0 tests failed out of 1" in out
+
+
+@requires("cmake")
+def test_size_export_builds_min_size_rel_by_default(int8_model: Any, tmp_path: Path) -> None:
+    """An export-c --optimize size export's CMake package defaults to MinSizeRel (-Os, the
+    level its Makefile and mcu-test use), and its test vectors pass under ctest."""
+    export = tmp_path / "size"
+    argv = ["export-c", str(int8_model()), "--out", str(export), "--optimize", "size", "-q"]
+    assert main(argv) == 0
+    assert main(["package", str(export), "--format", "cmake", "-q"]) == 0
+    text = (export / "cmake" / "CMakeLists.txt").read_text()
+    assert "set(CMAKE_BUILD_TYPE MinSizeRel CACHE STRING" in text
+    build = tmp_path / "build"
+    _configure(build, export / "cmake", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON")
+    run(["cmake", "--build", str(build)])
+    commands = json.loads((build / "compile_commands.json").read_text())
+    assert all("-Os" in c["command"] for c in commands if "/standalone/" in c["file"])
     out = run(["ctest", "--test-dir", str(build), "--output-on-failure"])
     assert "100% tests passed, 0 tests failed out of 1" in out
 
