@@ -53,6 +53,8 @@ fuzz-reader: $(VENV)/.installed
 fuzz-engine: $(VENV)/.installed
 	$(BIN)/python scripts/fuzz_engine.py --random 100000 --images 10000 \
 	    --model $(RUN)/model_int8.tflite --out build/fuzz/engine.json
+	$(BIN)/python scripts/fuzz_engine.py --random 100000 --images 10000 --optimize size \
+	    --model $(RUN)/model_int8.tflite --out build/fuzz/engine_size.json
 
 clean:
 	rm -rf runs build .pytest_cache .mypy_cache .ruff_cache

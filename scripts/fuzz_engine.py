@@ -3,6 +3,7 @@
 
     python scripts/fuzz_engine.py                 # the long run (make fuzz-engine)
     python scripts/fuzz_engine.py --random 5000 --images 500    # a quick one
+    python scripts/fuzz_engine.py --optimize size --out build/fuzz/engine_size.json
 
 Exports --model (default runs/default/model_int8.tflite, made by `make run`) with
 firmware_export, builds its standalone engine with tests/c/fuzz_engine.c and
@@ -37,6 +38,12 @@ def main() -> int:
     ap.add_argument("--sample-every", type=int, default=50, help="compare 1 in N with TFLM")
     ap.add_argument("--images", type=int, default=10_000, help="MNIST test images (0: none)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--optimize",
+        choices=["speed", "size"],
+        default="speed",
+        help="the export-c --optimize mode of the engine under test",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "build/fuzz/engine.json")
     args = ap.parse_args()
     if not args.model.is_file():
@@ -52,7 +59,7 @@ def main() -> int:
 
     model = args.model.read_bytes()
     t0 = time.monotonic()
-    result = export_model(model, n_vectors=1)
+    result = export_model(model, n_vectors=1, optimize=args.optimize)
     plan = result.plan
     real = None
     if args.images and mnist_size(plan.input.shape) is not None:
@@ -83,6 +90,7 @@ def main() -> int:
             "sha256": hashlib.sha256(model).hexdigest(),
             "scratch_size": result.report["scratch_size"],
         },
+        "optimize": args.optimize,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "wall_seconds": round(time.monotonic() - t0, 1),
     }

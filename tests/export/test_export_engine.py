@@ -66,8 +66,9 @@ def _cpu_has(flag: str) -> bool:
 
 HAS_AVX2 = _cpu_has("avx2")
 #: Exported with --optimize size (generic int8 convolutions, exp computed) and built at -Os,
-#: as that export's Makefile does; the name is the speed variant's plus "_size".
-SIZE_VARIANTS = ["seed_size", "keras_per_channel_size"]
+#: as that export's Makefile does; the name is the speed variant's plus "_size". (The
+#: synthetic kernel models cover the size engine's other paths: SAME padding, strides, ...)
+SIZE_VARIANTS = ["seed_size"]
 ALL_VARIANTS = [
     *LENET_VARIANTS,
     "keras_per_tensor",

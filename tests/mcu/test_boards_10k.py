@@ -1,8 +1,9 @@
 """Every board, every LeNet variant, all 10,000 MNIST test images: the engine's output bytes
 streamed out of the emulated core equal TFLM's (issue 12: the faster kernels stay bit-exact on
 each core's own path: DSP on the M4 and M7, packed 64-bit on the M3 and the M4 without DSP,
-inline ARMv6-M assembly on the M0). Long: `make test-slow` (35 runs; 40 minutes on the 2-core
-AMD EPYC with other jobs running)."""
+inline ARMv6-M assembly on the M0), and the seed model's `export-c --optimize size` export
+(generic int8 convolutions, built at -Os) on every board too. Long: `make test-slow` (40
+runs; 40 minutes on the 2-core AMD EPYC with other jobs running, before the size runs)."""
 
 from __future__ import annotations
 
@@ -44,16 +45,18 @@ def exports(
     models["keras_same"] = keras_tutorial_models(mnist, tmp_path_factory.mktemp("keras"))[
         "keras_per_channel"
     ]
+    models["seed_size"] = models["seed"]
     out = {}
     for name, path in models.items():
         target = tmp_path_factory.mktemp(f"export-{name}") / "c"
-        assert main(["export-c", str(path), "--out", str(target), "-q"]) == 0
+        size = ["--optimize", "size"] if name.endswith("_size") else []
+        assert main(["export-c", str(path), "--out", str(target), *size, "-q"]) == 0
         out[name] = target
     return out
 
 
 @pytest.mark.parametrize(("board", "flags"), BOARDS, ids=[b + "".join(f) for b, f in BOARDS])
-@pytest.mark.parametrize("variant", [*VARIANTS, "keras_same"])
+@pytest.mark.parametrize("variant", [*VARIANTS, "keras_same", "seed_size"])
 def test_all_10k_images_on_every_board(
     variant: str, board: str, flags: list[str], exports: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -99,9 +99,11 @@ def test_cmake_host_build_and_ctest(cmake_export: Path, tmp_path: Path) -> None:
 
 
 @requires("cmake")
-def test_size_export_builds_min_size_rel_by_default(int8_model: Any, tmp_path: Path) -> None:
+def test_size_export_configures_min_size_rel_by_default(int8_model: Any, tmp_path: Path) -> None:
     """An export-c --optimize size export's CMake package defaults to MinSizeRel (-Os, the
-    level its Makefile and mcu-test use), and its test vectors pass under ctest."""
+    level its Makefile and mcu-test use): CMake's own compile commands say so. (The build
+    and ctest are the speed package's tests; the size engine's bit-exactness is tested at
+    -Os on the host and on every board elsewhere.)"""
     export = tmp_path / "size"
     argv = ["export-c", str(int8_model()), "--out", str(export), "--optimize", "size", "-q"]
     assert main(argv) == 0
@@ -110,11 +112,9 @@ def test_size_export_builds_min_size_rel_by_default(int8_model: Any, tmp_path: P
     assert "set(CMAKE_BUILD_TYPE MinSizeRel CACHE STRING" in text
     build = tmp_path / "build"
     _configure(build, export / "cmake", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON")
-    run(["cmake", "--build", str(build)])
     commands = json.loads((build / "compile_commands.json").read_text())
-    assert all("-Os" in c["command"] for c in commands if "/standalone/" in c["file"])
-    out = run(["ctest", "--test-dir", str(build), "--output-on-failure"])
-    assert "100% tests passed, 0 tests failed out of 1" in out
+    lib = [c["command"] for c in commands if "/standalone/" in c["file"]]
+    assert lib and all("-Os" in c and "-O3" not in c for c in lib)
 
 
 CONSUMER_MAIN = """\
