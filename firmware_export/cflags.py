@@ -20,11 +20,19 @@ CXX_STRICT = (CXX_STD, *WARNINGS)
 #: export records its mode in export.json; test/Makefile, mcu-test, the CMake package's
 #: default build type and the WASM package follow it).
 OPTIMIZE_FLAGS = {"speed": "-O2", "size": "-Os"}
+#: The ``export-c --optimize`` modes (the plan's, the CLI's and the scripts' one list).
+OPTIMIZE_MODES = tuple(OPTIMIZE_FLAGS)
 #: The level of a speed export, and of every build that does not come from an export.
 OPTIMIZE = OPTIMIZE_FLAGS["speed"]
 
 
-def optimize_flag(meta: dict[str, object]) -> str:
-    """The optimisation flag of the export that ``meta`` (its export.json) describes; an
+def optimize_mode(meta: dict[str, object]) -> str:
+    """The ``--optimize`` mode of the export that ``meta`` (its export.json) describes; an
     export.json written before ``--optimize`` existed is a speed export."""
-    return OPTIMIZE_FLAGS.get(str(meta.get("optimize", "speed")), OPTIMIZE)
+    mode = str(meta.get("optimize", "speed"))
+    return mode if mode in OPTIMIZE_FLAGS else "speed"
+
+
+def optimize_flag(meta: dict[str, object]) -> str:
+    """The optimisation flag of the export that ``meta`` describes."""
+    return OPTIMIZE_FLAGS[optimize_mode(meta)]

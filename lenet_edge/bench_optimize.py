@@ -28,13 +28,6 @@ class Runner(Protocol):
     def run(self, key: str, args: list[str]) -> float: ...
 
 
-def _board(report: dict[str, Any], name: str) -> dict[str, Any]:
-    for b in report["boards"]:
-        if b["board"] == name:
-            return dict(b)
-    raise KeyError(name)
-
-
 def measure_size_mode(b: Runner, variant: str, run: Path, tfl: Path) -> dict[str, Any]:
     """Export ``tfl`` with ``--optimize size`` and run it on every board (up to 100 images,
     as many as each board's flash holds)."""
@@ -44,23 +37,18 @@ def measure_size_mode(b: Runner, variant: str, run: Path, tfl: Path) -> dict[str
     b.run(f"{variant}/export-c-size", export_args)
     mcu_args = ["mcu-test", str(cdir), "--board", "all", "--images", "100", "--json", str(report)]
     b.run(f"{variant}/mcu-all-size", [*mcu_args, "-q"])
+    from lenet_edge.bench import _board, _core_row  # bench imports this module lazily
+
     export = json.loads((cdir / "export.json").read_text())
     boards = json.loads(report.read_text())
     cores = []
     for label, name in BOARDS:
-        bd = _board(boards, name)
-        ins = bd["instructions"]
+        board = _board(boards, name)
         cores.append(
             {
-                "label": label,
-                "board": name,
-                "instructions": ins["per_inference"],
-                "per_mac": ins["per_mac"],
-                "code_bytes": bd["memory"]["flash"]["library"],
-                "stack_high_water": bd["memory"]["stack"]["high_water"],
-                "peak_ram": bd["memory"]["peak_ram"],
-                "bit_exact": bd["passed"],
-                "images": bd["check"]["images"],
+                **_core_row(label, board),
+                "bit_exact": board["passed"],
+                "images": board["check"]["images"],
             }
         )
     return {

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lenet_edge.fsutil import atomic_write_json
+from firmware_export.cflags import OPTIMIZE_MODES
+from lenet_edge.fsutil import OutputRefused, atomic_write_json, check_output_file
 from lenet_edge.fuzz.engine import EngineFuzzError, fuzz
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--optimize",
-        choices=["speed", "size"],
+        choices=OPTIMIZE_MODES,
         default="speed",
         help="the export-c --optimize mode of the engine under test",
     )
@@ -51,6 +52,12 @@ def main() -> int:
             f"error: model {args.model} not found; run `make run` or pass --model",
             file=sys.stderr,
         )
+        return 2
+
+    try:  # before the run: the figures never replace the model under test
+        check_output_file(args.out, [("the model", args.model)])
+    except OutputRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
     from firmware_export.export import export_model, write_export

@@ -27,6 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+from lenet_edge.fsutil import (
+    OutputRefused,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_file,
+)
 from lenet_edge.fuzz.runner import Bug, run_campaign
 from lenet_edge.fuzz.tflite_mutate import (
     find_sites,
@@ -61,6 +67,13 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    try:  # before the run: an output never replaces the seed model, nor the one the other
+        check_output_file(args.out, [("the seed model", args.model)])
+        if args.write is not None:
+            check_output_file(args.write, [("the seed model", args.model)], option="--write")
+    except OutputRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     memoize_pure_math()
     seed_model = args.model.read_bytes()
     sites = find_sites(seed_model)
@@ -78,7 +91,7 @@ def main() -> int:
     if args.replay is not None:
         data = case_bytes(args.replay)
         if args.write:
-            args.write.write_bytes(data)
+            atomic_write_bytes(args.write, data)
         print(target(args.replay))
         return 0
 
@@ -127,8 +140,7 @@ def main() -> int:
         "outcomes_by_stage": dict(sorted(by_stage.items(), key=lambda kv: -kv[1])),
         **camp.as_dict(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(figures, indent=2) + "\n")
     print(
         f"{figures['cases']} cases in {camp.wall_seconds:.0f}s: "
         + ", ".join(f"{k} {v}" for k, v in figures["outcomes_by_stage"].items())

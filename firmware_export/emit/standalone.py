@@ -201,10 +201,9 @@ class StandaloneWriter:
         )
 
     def add_softmax(self, s: SoftmaxStep) -> None:
+        fields = [Field(str(s.rows), "rows"), Field(str(s.depth), "depth")]
         if s.exp_table is None:  # --optimize size: the kernel computes exp
-            fields = [
-                Field(str(s.rows), "rows"),
-                Field(str(s.depth), "depth"),
+            fields += [
                 Field(c_int(s.input_multiplier), "input_multiplier"),
                 Field(str(s.input_left_shift), "input_left_shift"),
                 Field(c_int(s.diff_min), "diff_min"),
@@ -217,11 +216,7 @@ class StandaloneWriter:
                 f"{s.name} exp(beta * scale * (x - max)) in Q0.31, indexed by max - x [256]",
                 6,
             )
-            fields = [
-                Field(str(s.rows), "rows"),
-                Field(str(s.depth), "depth"),
-                Field(e, "exp_table"),
-            ]
+            fields.append(Field(e, "exp_table"))
         self.layer(
             s,
             "softmax_t",

@@ -14,12 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from firmware_export.cflags import WARNINGS
+from firmware_export.cflags import WARNINGS, optimize_mode
 from firmware_export.csyntax import banner, render
 from firmware_export.mcu.boards import board_names, load_board
 from firmware_export.package import banner_lines, export_files
 
 DEFAULT_CPU = "cortex-m4"
+#: The package's default build type by export-c --optimize mode (when the user sets none).
+CMAKE_BUILD_TYPES = {"speed": "Release", "size": "MinSizeRel"}
 
 
 def cpu_flags() -> list[tuple[str, tuple[str, ...]]]:
@@ -38,6 +40,7 @@ def write(export_dir: Path, dest: Path, meta: dict[str, Any]) -> None:
     lines = banner_lines(meta, "cmake")
     test_sources = ["main_host.c", *export_files(meta, "test", (".c",))]
     table = cpu_flags()
+    mode = optimize_mode(meta)
     (dest / "CMakeLists.txt").write_text(
         render(
             "package/CMakeLists.txt.j2",
@@ -48,7 +51,8 @@ def write(export_dir: Path, dest: Path, meta: dict[str, Any]) -> None:
             test_sources=list(dict.fromkeys(test_sources)),
             warnings=list(WARNINGS),
             # The default build type follows export-c --optimize (-O3 / -Os).
-            build_type="MinSizeRel" if meta.get("optimize") == "size" else "Release",
+            optimize=mode,
+            build_type=CMAKE_BUILD_TYPES[mode],
         )
     )
     (dest / "arm-none-eabi.cmake").write_text(

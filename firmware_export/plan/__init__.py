@@ -29,6 +29,7 @@ planner of buffer lifetimes that knows nothing of the rest).
 
 from __future__ import annotations
 
+from firmware_export.cflags import OPTIMIZE_MODES
 from firmware_export.plan.lower_common import fast_requant
 from firmware_export.plan.planner import build_plan, strip_boundary
 from firmware_export.plan.types import (
@@ -39,7 +40,6 @@ from firmware_export.plan.types import (
     ELEMENTWISE_OPS,
     FAST_ACC_LIMIT,
     FC_ROWS,
-    OPTIMIZE_MODES,
     TABLE_BYTES,
     Buffer,
     ConvStep,

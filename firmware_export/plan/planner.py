@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 
+from firmware_export.cflags import OPTIMIZE_MODES
 from firmware_export.checks import find_boundary
 from firmware_export.errors import FirmwareExportError
 from firmware_export.graph import Graph, Op, PackOptions, StridedSliceOptions, Tensor
@@ -18,7 +19,6 @@ from firmware_export.plan.lower_fc import lower_fc
 from firmware_export.plan.lower_other import lower_elementwise, lower_pool, lower_softmax
 from firmware_export.plan.types import (
     ELEMENTWISE_OPS,
-    OPTIMIZE_MODES,
     Buffer,
     Plan,
     Step,

@@ -18,9 +18,6 @@ ACC_LIMIT = (1 << 31) - 1
 #: weight loads.
 CONV_BLOCKS = {"speed": 4, "size": 2}
 CONV_BLOCK = CONV_BLOCKS["speed"]
-#: What ``export-c --optimize`` trades for: ``speed`` (tile convolutions, tabled exp) or
-#: ``size`` (generic int8 convolutions, the softmax exp computed, the smallest arena).
-OPTIMIZE_MODES = ("speed", "size")
 #: Fully connected rows computed per pass over the input (the weights are interleaved so).
 FC_ROWS = 4
 #: Bytes of an emitted int8 -> int8 table: 256 entries and 4 bytes of padding (x86 gathers

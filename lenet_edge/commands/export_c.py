@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from firmware_export.cflags import OPTIMIZE_MODES
 from lenet_edge.commands._common import count, data_dir_option, out_option, quiet_option
 
 
@@ -40,7 +41,7 @@ def _check_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str
 )
 @click.option(
     "--optimize",
-    type=click.Choice(["speed", "size"]),
+    type=click.Choice(OPTIMIZE_MODES),
     default="speed",
     show_default=True,
     help="speed: tile convolutions and a tabled softmax exp. size: int8 convolution weights, "

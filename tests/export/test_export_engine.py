@@ -127,7 +127,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory, mnist: Any, int8_model: An
             return cache[name]
         work = tmp_path_factory.mktemp(f"engine_{name}")
         optimize = "size" if name in SIZE_VARIANTS else "speed"
-        base = name.removesuffix("_size") if optimize == "size" else name
+        base = name.removesuffix("_size")
         level = "-Os" if optimize == "size" else "-O2"
         if base in LENET_VARIANTS:
             path = int8_model(**LENET_VARIANTS[base])

@@ -135,3 +135,28 @@ def test_an_overrun_is_caught_by_the_sanitizer(seed_export: Any, tmp_path: Path)
     x = np.zeros((1, 32, 32, 1), np.int8)
     with pytest.raises(EngineFuzzError, match="AddressSanitizer: heap-buffer-overflow"):
         run_files(binary, x, tmp_path, "overrun")
+
+
+@pytest.mark.parametrize("script", ["fuzz_engine.py", "fuzz_reader.py"])
+def test_fuzz_scripts_never_overwrite_their_model(script: str, tmp_path: Path) -> None:
+    """The fuzz scripts' figures (--out, and fuzz_reader's --write) are checked before the
+    run: naming the model under test is one line, exit 2, and the model stays as it was."""
+    import subprocess
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / script
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3 not really a model")
+    argvs = [["--model", str(model), "--out", str(model)]]
+    if script == "fuzz_reader.py":
+        out = str(tmp_path / "r.json")
+        argvs.append(["--model", str(model), "--out", out, "--replay", "1", "--write", str(model)])
+    for argv in argvs:
+        proc = subprocess.run(
+            [sys.executable, str(path), *argv], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "overwrite" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert model.read_bytes() == b"TFL3 not really a model"
+    assert not (tmp_path / "r.json").exists()
