@@ -217,25 +217,47 @@ def block_portable(shape: TileShape, width: int) -> list[str]:
 # multiply-accumulate (SMLAL on ARMv7-M) of such a word by one weight then does two MACs: the
 # top and the bottom output of a column of the block. Exact while the low sum stays within
 # ``PACK_SHIFT - 1`` bits (``packed_fits``, checked at export time; otherwise a layer keeps
-# the pair tile). ARMv6-M has no such multiply: the same tile with the low value as a byte
-# (``hi << 24 | (lo & 0xFF)``), split with SXTB and ASR, and 32-bit products.
+# the pair tile). ARMv6-M has no such multiply: the same tile with the low value in the low 24
+# bits (``hi << 24 | (lo & 0xFFFFFF)``) and 32-bit products. ASR splits off the high value. The
+# low one needs no split where ``low_lane_fits``: MULS of the whole word by a weight adds the
+# low product plus a multiple of 2^24, so the low 24 bits of the sum are exact and a sign
+# extension at the end recovers it (otherwise SXTB splits it, one instruction more per MAC).
 
 #: Bits between the two values of a packed word (hi * 2^23 + lo never overflows an int32).
 PACK_SHIFT = 23
 
 
-def packed_fits(weights: np.ndarray, map_start: list[int]) -> bool:
-    """True when every output channel's low sum (int8 inputs, |x| <= 128, times the doubled
-    weights of all its (channel, map) entries) stays within PACK_SHIFT - 1 bits."""
+def _channel_weight_sums(weights: np.ndarray, map_start: list[int]) -> list[int]:
+    """Each output channel's sum of |doubled weight| over all its (channel, map) entries."""
     w = weights.astype(np.int64)
     lo = ((w & 0xFFFF) ^ 0x8000) - 0x8000
     hi = w >> 16
     per_entry = (np.abs(lo) + np.abs(hi)).sum(axis=1)
-    for oc in range(len(map_start) - 1):
-        total = int(per_entry[map_start[oc] : map_start[oc + 1]].sum())
-        if 128 * total >= 1 << (PACK_SHIFT - 1):
-            return False
-    return True
+    return [
+        int(per_entry[map_start[oc] : map_start[oc + 1]].sum()) for oc in range(len(map_start) - 1)
+    ]
+
+
+def packed_fits(weights: np.ndarray, map_start: list[int]) -> bool:
+    """True when every output channel's low sum (int8 inputs, |x| <= 128, times the doubled
+    weights of all its (channel, map) entries) stays within PACK_SHIFT - 1 bits."""
+    return all(
+        128 * total < 1 << (PACK_SHIFT - 1) for total in _channel_weight_sums(weights, map_start)
+    )
+
+
+#: Bits of the low lane of an ARMv6-M packed word (its sums are kept modulo 2^LOW_LANE).
+LOW_LANE = 24
+
+
+def low_lane_fits(weights: np.ndarray, map_start: list[int], bias: list[int]) -> bool:
+    """True when every output channel's low-lane sum (its doubled bias plus int8 inputs,
+    |x| <= 128, times the doubled weights of all its entries) fits LOW_LANE signed bits, so
+    that the ARMv6-M kernel may keep it modulo 2^LOW_LANE and sign-extend it at the end."""
+    sums = _channel_weight_sums(weights, map_start)
+    return all(
+        abs(int(b)) + 128 * total < 1 << (LOW_LANE - 1) for b, total in zip(bias, sums, strict=True)
+    )
 
 
 def tap_order(shape: TileShape) -> list[tuple[int, int, str]]:
@@ -270,14 +292,20 @@ def block_packed64(shape: TileShape, width: int, prefix: str) -> list[str]:
     return lines
 
 
-def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
-    """The same block for ARMv6-M (no 64-bit multiply): each packed word's two values split
-    with a byte sign extension and an arithmetic shift, 32-bit products into ``a0``..``a3``.
+def block_packed_v6m(
+    shape: TileShape, width: int, prefix: str, low_direct: bool = False
+) -> list[str]:
+    """The same block for ARMv6-M (no 64-bit multiply): 32-bit products into ``a0``..``a3``.
 
-    With GCC (not at -Os), one inline-assembly statement: the accumulators in r8-r12/lr (which ADD
-    reaches), every operand of MULS in r0-r7, a row pointer stepping down the tile, the
-    words of one row loaded once each (three instructions per MAC, about 3.75 in all).
-    Otherwise (or when the offsets do not fit LDR's 5-bit immediates) ``<PREFIX>_MAC4``."""
+    With GCC (not at -Os), one inline-assembly statement: the accumulators in r8-r12/lr (which
+    ADD reaches), every operand of MULS in r0-r7, a row pointer stepping down the tile, the
+    words of one row loaded once each. A packed word's high value is split off with ASR. With
+    ``low_direct`` (``low_lane_fits``) the low one is not split: the whole word is multiplied,
+    in place since each word's last use as a left word and each weight's last use come last,
+    and ``a0``, ``a1`` are exact modulo 2^LOW_LANE (the caller sign-extends them): 13
+    instructions per tap of four MACs. Otherwise SXTB splits it: 15 per tap. Without the
+    assembly (or when the offsets do not fit LDR's 5-bit immediates) ``<PREFIX>_MAC4``,
+    which splits both values, so that ``a0``, ``a1`` are exact either way."""
     P = prefix.upper()
     taps = {(ky, kx): weight for ky, kx, weight in tap_order(shape)}
     fallback: list[str] = []
@@ -310,13 +338,23 @@ def block_packed_v6m(shape: TileShape, width: int, prefix: str) -> list[str]:
             asm.append(f"ldr %[k], [%[w], #{4 * j}]")
             asm.append("asrs %[k], %[k], #16" if high else "sxth %[k], %[k]")
             asm.append(f"ldr %[{nxt}], [%[rb], #{4 * (kx + 1)}]")
-            for src, op, acc in (
-                (cur, "sxtb %[m], %[{}]", "q0"),
-                (cur, "asrs %[m], %[{}], #24", "q2"),
-                (nxt, "sxtb %[m], %[{}]", "q1"),
-                (nxt, "asrs %[m], %[{}], #24", "q3"),
-            ):
-                asm += [op.format(src), "muls %[m], %[k]", f"add %[{acc}], %[m]"]
+            if low_direct:
+                # cur is not read again (the next tap's left word is nxt), nor is the weight
+                # after its last product: both products of the low values are made in place.
+                asm += [
+                    f"asrs %[m], %[{cur}], #24", "muls %[m], %[k]", "add %[q2], %[m]",
+                    f"asrs %[m], %[{nxt}], #24", "muls %[m], %[k]", "add %[q3], %[m]",
+                    f"muls %[{cur}], %[k]", f"add %[q0], %[{cur}]",
+                    f"muls %[k], %[{nxt}]", "add %[q1], %[k]",
+                ]  # fmt: skip
+            else:
+                for src, op, acc in (
+                    (cur, "sxtb %[m], %[{}]", "q0"),
+                    (cur, "asrs %[m], %[{}], #24", "q2"),
+                    (nxt, "sxtb %[m], %[{}]", "q1"),
+                    (nxt, "asrs %[m], %[{}], #24", "q3"),
+                ):
+                    asm += [op.format(src), "muls %[m], %[k]", f"add %[{acc}], %[m]"]
             cur, nxt = nxt, cur
     lines = [
         "#if defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)",  # -Os: no r8-r11 in Thumb-1

@@ -173,6 +173,7 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
     fill_fast, fill_slow = fill_code(s, width, wr.p)
     # The portable path's packed tile (tile.fill_packed), when its sums are exact.
     packed = tile.packed_fits(tp.weights, tp.map_start)
+    low_direct = packed and tile.low_lane_fits(tp.weights, tp.map_start, tp.bias)
     fill_packed_fast: list[str] = []
     fill_packed_slow: list[str] = []
     if packed:
@@ -231,7 +232,10 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         "block_portable": tile.block_portable(shape, width),
         "packed": packed,
         "block_packed64": tile.block_packed64(shape, width, wr.p) if packed else [],
-        "block_packed_v6m": tile.block_packed_v6m(shape, width, wr.p) if packed else [],
+        "block_packed_v6m": (
+            tile.block_packed_v6m(shape, width, wr.p, low_direct) if packed else []
+        ),
+        "low_direct": low_direct,
         "fill_packed_fast": fill_packed_fast,
         "fill_packed_slow": fill_packed_slow,
         "x86_rows": x86_rows,

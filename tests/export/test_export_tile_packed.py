@@ -79,5 +79,62 @@ def test_synthetic_models_cover_both_portable_tiles(tmp_path: Path) -> None:
                 fits[(name, s.name)] = tile.packed_fits(tp.weights, tp.map_start)
         layers = (tmp_path / "lenet_layers.c").read_text()
         assert ("pl += " in layers) == any(v for (m, _), v in fits.items() if m == name)
-    assert [v for (m, _), v in fits.items() if m == "h"] == [False]
+    assert [v for (m, _), v in fits.items() if m == "h"] == [False, True]
     assert all(v for (m, _), v in fits.items() if m != "h")
+
+
+def test_low_lane_fits_is_the_bias_plus_low_sum_bound() -> None:
+    # one channel of 25 taps at 127: 128 * 6350 = 812,800; with the bias up to 2^23 - 1
+    shape = tile.TileShape(5, 5)
+    words = tile.pair_weights(shape, np.full((1, 5, 5, 1), 127), 0, 0)[None, :]
+    edge = (1 << 23) - 1 - 128 * 6350
+    assert tile.low_lane_fits(words, [0, 1], [edge])
+    assert tile.low_lane_fits(words, [0, 1], [-edge])
+    assert not tile.low_lane_fits(words, [0, 1], [edge + 1])
+    assert not tile.low_lane_fits(words, [0, 1], [-edge - 1])
+
+
+def pack_v6m(lo: int, hi: int) -> int:
+    """<p>_pack24 on ARMv6-M, as the uint32 it stores."""
+    return ((hi << 24) | (lo & 0xFFFFFF)) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_low_lane_sums_are_exact_modulo_2_24_at_the_bound(seed: int) -> None:
+    """What the ARMv6-M assembly does with low_lane_fits: MULS of each whole word by its
+    weight, the sums modulo 2^32, then <p>_sext24: the bias plus the low products, exactly,
+    with the bias and the extreme inputs at the bound."""
+    rng = np.random.default_rng(seed)
+    n = 150
+    w = rng.choice([-254, 254], size=n)
+    bias = int(rng.choice([-1, 1])) * ((1 << 23) - 1 - 128 * int(np.abs(w).sum()))
+    # every product at its extreme, with the bias's sign: the sum is at the bound
+    lo = np.where(np.sign(w) == np.sign(bias), 127, -128)
+    hi = rng.integers(-128, 128, size=n)
+    acc = bias
+    for x, h, k in zip(lo, hi, w, strict=True):
+        acc = (acc + pack_v6m(int(x), int(h)) * int(k)) & 0xFFFFFFFF
+    u = (acc << 8) & 0xFFFFFFFF
+    sext = (u - (1 << 32) if u >= 1 << 31 else u) >> 8
+    assert sext == bias + int(lo @ w)
+    # the high values, split with ASR, are exact whatever the low ones hold
+    assert all((pack_v6m(int(x), int(h)) ^ 0x80000000) - 0x80000000 >> 24 == h
+               for x, h in zip(lo, hi, strict=True))  # fmt: skip
+
+
+def test_v6m_kernel_splits_the_low_values_only_beyond_the_bound(tmp_path: Path) -> None:
+    """model_h's second convolution is beyond low_lane_fits: its ARMv6-M block splits the low
+    values with SXTB; every other packed layer multiplies the whole word (no SXTB) and
+    sign-extends the low sums."""
+    for name in ("e", "f", "h"):
+        plan = render_standalone(MODELS[name](), tmp_path)
+        layers = (tmp_path / "lenet_layers.c").read_text()
+        for s in plan.steps:
+            tp = getattr(s, "tile", None)
+            if tp is None or not tile.packed_fits(tp.weights, tp.map_start):
+                continue
+            body = layers.split(f"lenet_{s.name}_tile(const int8_t")[1].split("\n}\n")[0]
+            direct = tile.low_lane_fits(tp.weights, tp.map_start, tp.bias)
+            assert direct == (name != "h")
+            assert ("sxtb %[m]" in body) == (not direct)
+            assert ("lenet_sext24(a0)" in body) == direct

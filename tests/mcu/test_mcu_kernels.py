@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pytest
 
 from firmware_export import mcu
@@ -59,6 +60,19 @@ def build_image(sa: Path, board: mcu.Board, dsp: bool, tool: mcu.Toolchain) -> P
     return elf
 
 
+def run_on_core(tool: mcu.Toolchain, board: mcu.Board, elf: Path) -> None:
+    """Run the image under QEMU; it must exit 0."""
+    proc = subprocess.run(
+        mcu.qemu_argv(tool, board, elf, []),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stdout[-500:]}"
+
+
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> None:
@@ -81,15 +95,7 @@ def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> No
     )
     shutil.copy(C_DIR / "vectors_main.c", sa / "main.c")
     elf = build_image(sa, board, dsp, tool)
-    proc = subprocess.run(
-        mcu.qemu_argv(tool, board, elf, []),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stdout[-500:]}"
+    run_on_core(tool, board, elf)
     # The paths really differ: SMLAD only in the DSP build of a model with tile convolutions
     # or fully connected layers.
     tiles = any(
@@ -100,3 +106,54 @@ def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> No
         [objdump, "-d", str(elf)], capture_output=True, text=True, check=True
     ).stdout
     assert ("smlad" in text) == (dsp and tiles)
+
+
+def _requant_cases(n: int) -> list[tuple[int, int, int, int, int]]:
+    """(acc2, multiplier, rnd, rshift, expected table index): accumulators at every scale and
+    the int32 edges, multipliers in TFLM's Q0.31 range and at the 16-bit splits, right shifts
+    1..21 with output zero points -128..127 (rnd then never overflows)."""
+    from firmware_export import quantmath as qm
+
+    rng = np.random.default_rng(11)
+    accs = [-(1 << 31), -(1 << 31) + 1, -65537, -65536, -65535, -1, 0, 1, 65535, 65536,
+            (1 << 31) - 1]  # fmt: skip
+    mults = [0, 1, 65535, 65536, 1 << 30, (1 << 31) - 1]
+    cases = []
+    for i in range(n):
+        if i < len(accs) * len(mults):
+            a, m = accs[i % len(accs)], mults[i // len(accs)]
+        else:
+            a = int(rng.choice([-1, 1])) * int(rng.integers(0, 1 << int(rng.integers(1, 32))))
+            a = max(a, -(1 << 31))
+            m = int(rng.integers(1 << 30, 1 << 31))
+        rshift = int(rng.integers(1, 22))
+        zp = int(rng.integers(-128, 128))
+        rnd = (1 << (rshift - 1)) + zp * (1 << rshift)
+        v = (qm.mulhi_round(a, m) + (a >> 31) + rnd) >> rshift
+        cases.append((a, m, rnd, rshift, min(max(v, -128), 127) + 128))
+    return cases
+
+
+def _c_int(v: int) -> str:
+    return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
+
+
+def test_v6m_requantization_matches_python_on_the_core(tmp_path: Path) -> None:
+    """The ARMv6-M assembly requantization (lenet_requant_index_v6m: TFLM's fast form,
+    saturation and the table offset) equals quantmath's on the M0 for 2,500 cases: the int32
+    edges, accumulators at every scale, and 1 to 21 bit right shifts with every zero point."""
+    tool = need_toolchain("arm-none-eabi-objdump")
+    board = mcu.load_board("microbit")
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    render_standalone(MODELS["c"](), sa)
+    cases = _requant_cases(2500)
+    rows = ",\n".join("    {" + ", ".join(_c_int(v) for v in c) + "}" for c in cases)
+    (sa / "requant_cases.h").write_text(
+        f"#define REQUANT_CASES {len(cases)}\n"
+        f"static const int32_t requant_cases[][5] = {{\n{rows}\n}};\n"
+    )
+    for p in sa.glob("*.c"):
+        p.unlink()  # the probe alone: it needs only lenet_arith.h
+    shutil.copy(C_DIR / "requant_v6m_probe.c", sa / "main.c")
+    run_on_core(tool, board, build_image(sa, board, False, tool))

@@ -65,6 +65,7 @@ class Net:
         per_channel: bool = True,
         zero_maps: bool = False,
         out_scale: float | None = None,
+        bias_boost: int = 0,
     ) -> None:
         _, h, w, c = self.shape
         wt = self.rng.integers(-127, 128, size=(out_c, k, k, c)).astype(np.int8)
@@ -77,13 +78,9 @@ class Net:
             ws = [0.005]
         bias_scale = [self.scale * v for v in ws]
         wt_t = self.b.tensor([out_c, k, k, c], "INT8", ws, [0] * len(ws), data=wt)
-        bias = self.b.tensor(
-            [out_c],
-            "INT32",
-            bias_scale,
-            [0] * len(ws),
-            data=self.rng.integers(-3000, 3000, size=out_c).astype(np.int32),
-        )
+        b = self.rng.integers(-3000, 3000, size=out_c).astype(np.int32)
+        b[0] += bias_boost
+        bias = self.b.tensor([out_c], "INT32", bias_scale, [0] * len(ws), data=b)
         eff = (k - 1) * dilation + 1
         oh = (h + stride - 1) // stride if padding == "SAME" else (h - eff + stride) // stride
         ow = (w + stride - 1) // stride if padding == "SAME" else (w - eff + stride) // stride
@@ -248,10 +245,15 @@ def model_g() -> bytes:
 def model_h() -> bytes:
     """A tile convolution too wide for the portable path's packed tile (5x5 over 12 input
     channels: the low sums could leave 22 bits, tile.packed_fits), which keeps the int16 pair
-    tile and the 32-bit block there; under a 2x2 max pool."""
+    tile and the 32-bit block there; under a 2x2 max pool. Then a 2x2 convolution that packs,
+    but with one channel's bias so large that its low sums could leave 24 bits
+    (tile.low_lane_fits): the ARMv6-M kernel splits the low values there instead of keeping
+    the sums modulo 2^24."""
     n = Net([1, 8, 8, 12], RNG_SEED + 7)
     n.conv(4, 5, "SAME", 1)
     n.pool("MAX_POOL_2D", 2, 2, "VALID")
+    n.conv(3, 2, "SAME", 1, bias_boost=4_500_000)
+    n.pool("AVERAGE_POOL_2D", 2, 2, "VALID")
     return n.build()
 
 
