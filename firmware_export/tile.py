@@ -292,6 +292,10 @@ def block_packed64(shape: TileShape, width: int, prefix: str) -> list[str]:
     return lines
 
 
+#: The largest offset of a Thumb-1 LDR (a 5-bit word immediate).
+LDR_REACH = 124
+
+
 def block_packed_v6m(
     shape: TileShape, width: int, prefix: str, low_direct: bool = False
 ) -> list[str]:
@@ -299,7 +303,8 @@ def block_packed_v6m(
 
     With GCC (not at -Os), one inline-assembly statement: the accumulators in r8-r12/lr (which
     ADD reaches), every operand of MULS in r0-r7, a row pointer stepping down the tile, the
-    words of one row loaded once each. A packed word's high value is split off with ASR. With
+    words of one row loaded once each (the pointer steps down only where LDR's offsets do not
+    reach the next row). A packed word's high value is split off with ASR. With
     ``low_direct`` (``low_lane_fits``) the low one is not split: the whole word is multiplied,
     in place since each word's last use as a left word and each weight's last use come last,
     and ``a0``, ``a1`` are exact modulo 2^LOW_LANE (the caller sign-extends them): 13
@@ -316,7 +321,7 @@ def block_packed_v6m(
             f"  const int32_t l = t[{off}], r = t[{off + 1}];",
             f"  {P}_MAC4(a0, a1, a2, a3, l, r, wk); }}",
         ]
-    if len(shape.pairs()) > 32 or shape.kw > 30:
+    if 4 * len(shape.pairs()) > LDR_REACH + 4 or 4 * shape.kw > LDR_REACH:
         return fallback
     slot: dict[tuple[int, int], tuple[int, bool]] = {}
     for j, p in enumerate(shape.pairs()):
@@ -324,20 +329,23 @@ def block_packed_v6m(
         if p.high is not None:
             slot[p.high] = (j, True)
     asm: list[str] = []
+    base = 0  # bytes from t to rb
     for ky in range(shape.kh):
-        if ky:
-            step = 4 * width
+        row = 4 * ky * width
+        if row + 4 * shape.kw - base > LDR_REACH:  # step rb only when LDR cannot reach
+            step = row - base
             while step > 0:
                 asm.append(f"adds %[rb], #{min(step, 255)}")
                 step -= min(step, 255)
+            base = row
         cur, nxt = "xa", "xb"
-        asm.append(f"ldr %[{cur}], [%[rb], #0]")
+        asm.append(f"ldr %[{cur}], [%[rb], #{row - base}]")
         for kx in range(shape.kw):
             j, high = slot[(ky, kx)]
             assert taps[(ky, kx)]
             asm.append(f"ldr %[k], [%[w], #{4 * j}]")
             asm.append("asrs %[k], %[k], #16" if high else "sxth %[k], %[k]")
-            asm.append(f"ldr %[{nxt}], [%[rb], #{4 * (kx + 1)}]")
+            asm.append(f"ldr %[{nxt}], [%[rb], #{row - base + 4 * (kx + 1)}]")
             if low_direct:
                 # cur is not read again (the next tap's left word is nxt), nor is the weight
                 # after its last product: both products of the low values are made in place.

@@ -110,14 +110,12 @@ def test_cortex_m_paths_match_tflm(name: str, config: str, tmp_path: Path) -> No
 
 def _requant_cases(n: int) -> list[tuple[int, int, int, int, int]]:
     """(acc2, multiplier, rnd, rshift, expected table index): accumulators at every scale and
-    the int32 edges, multipliers in TFLM's Q0.31 range and at the 16-bit splits, right shifts
-    1..21 with output zero points -128..127 (rnd then never overflows)."""
-    from firmware_export import quantmath as qm
-
+    at the int32 and 2^23 edges, multipliers in TFLM's Q0.31 range and at the 16-bit splits,
+    right shifts 1..21 with output zero points -128..127 (rnd then never overflows)."""
     rng = np.random.default_rng(11)
-    accs = [-(1 << 31), -(1 << 31) + 1, -65537, -65536, -65535, -1, 0, 1, 65535, 65536,
-            (1 << 31) - 1]  # fmt: skip
-    mults = [0, 1, 65535, 65536, 1 << 30, (1 << 31) - 1]
+    accs = [-(1 << 31), -(1 << 31) + 1, -(1 << 23) + 1, -65537, -65536, -65535, -1, 0, 1,
+            65535, 65536, (1 << 23) - 1, (1 << 31) - 1]  # fmt: skip
+    mults = [0, 1, 255, 256, 65535, 65536, 1 << 30, (1 << 31) - 1]
     cases = []
     for i in range(n):
         if i < len(accs) * len(mults):
@@ -129,9 +127,35 @@ def _requant_cases(n: int) -> list[tuple[int, int, int, int, int]]:
         rshift = int(rng.integers(1, 22))
         zp = int(rng.integers(-128, 128))
         rnd = (1 << (rshift - 1)) + zp * (1 << rshift)
-        v = (qm.mulhi_round(a, m) + (a >> 31) + rnd) >> rshift
-        cases.append((a, m, rnd, rshift, min(max(v, -128), 127) + 128))
+        cases.append((a, m, rnd, rshift, _index(a, m, rnd, rshift)))
     return cases
+
+
+def _index(a: int, m: int, rnd: int, rshift: int) -> int:
+    from firmware_export import quantmath as qm
+
+    v = (qm.mulhi_round(a, m) + (a >> 31) + rnd) >> rshift
+    return min(max(v, -128), 127) + 128
+
+
+def _block_cases(n: int, table: list[int]) -> list[tuple[int, ...]]:
+    """(q0, q1, q2, q3, multiplier, rnd, rshift, expected sum of table[index]): accumulators
+    below 2^23 in magnitude, q0 and q1 with random top bytes (sums kept modulo 2^24)."""
+    rng = np.random.default_rng(12)
+    out = []
+    for _ in range(n):
+        m = int(rng.integers(1 << 30, 1 << 31))
+        rshift = int(rng.integers(1, 22))
+        rnd = (1 << (rshift - 1)) + int(rng.integers(-128, 128)) * (1 << rshift)
+        accs = [int(rng.integers(-(1 << 23) + 1, 1 << 23) >> int(rng.integers(0, 23)))
+                for _ in range(4)]  # fmt: skip
+        qs = list(accs)
+        for i in (0, 1):
+            u = (accs[i] + (int(rng.integers(0, 256)) << 24)) & 0xFFFFFFFF
+            qs[i] = u - (1 << 32) if u >= 1 << 31 else u
+        total = sum(table[_index(a, m, rnd, rshift)] for a in accs)
+        out.append((*qs, m, rnd, rshift, total))
+    return out
 
 
 def _c_int(v: int) -> str:
@@ -139,19 +163,28 @@ def _c_int(v: int) -> str:
 
 
 def test_v6m_requantization_matches_python_on_the_core(tmp_path: Path) -> None:
-    """The ARMv6-M assembly requantization (lenet_requant_index_v6m: TFLM's fast form,
-    saturation and the table offset) equals quantmath's on the M0 for 2,500 cases: the int32
-    edges, accumulators at every scale, and 1 to 21 bit right shifts with every zero point."""
+    """The ARMv6-M assembly requantizations equal quantmath's on the M0: TFLM's fast form,
+    saturation and the table offset, for 2,500 cases (the int32 and 2^23 edges, accumulators
+    at every scale, 1 to 21 bit right shifts with every zero point), both the 16 x 16 form and,
+    below 2^23, the byte chain; and 600 blocks of four through the fused block epilogue."""
     tool = need_toolchain("arm-none-eabi-objdump")
     board = mcu.load_board("microbit")
     sa = tmp_path / "sa"
     sa.mkdir()
     render_standalone(MODELS["c"](), sa)
     cases = _requant_cases(2500)
-    rows = ",\n".join("    {" + ", ".join(_c_int(v) for v in c) + "}" for c in cases)
+    table = [((i * 37) & 0xFF) - 128 for i in range(256)]
+    blocks = _block_cases(600, table)
+
+    def rows(values: list[tuple[int, ...]]) -> str:
+        return ",\n".join("    {" + ", ".join(_c_int(v) for v in c) + "}" for c in values)
+
     (sa / "requant_cases.h").write_text(
         f"#define REQUANT_CASES {len(cases)}\n"
-        f"static const int32_t requant_cases[][5] = {{\n{rows}\n}};\n"
+        f"static const int32_t requant_cases[][5] = {{\n{rows(cases)}\n}};\n"
+        f"#define BLOCK_CASES {len(blocks)}\n"
+        f"static const int32_t block_cases[][8] = {{\n{rows(blocks)}\n}};\n"
+        "static const int8_t probe_table[256] = {" + ", ".join(map(str, table)) + "};\n"
     )
     for p in sa.glob("*.c"):
         p.unlink()  # the probe alone: it needs only lenet_arith.h
