@@ -204,6 +204,11 @@ def add_tile_conv(wr: StandaloneWriter, s: ConvStep) -> None:
         # Strips narrower than a row share kw - 1 columns with the next one: copying them over
         # costs a load and a store a word, filling them again about four instructions.
         "slide": tp.windows < tp.blocks_w and shape.kw > 1,
+        # One strip per block row: the packed tile of the next block row is this one's moved up
+        # two rows plus two new rows (the portable path; the DSP tile's last rows pair
+        # horizontally).
+        "vslide": packed and tp.windows == tp.blocks_w and shape.kh >= 3,
+        "row": s.in_w * s.in_c,
         "blocks_h": tp.blocks_h,
         "blocks_w": tp.blocks_w,
         "pad_top": s.pad_top,

@@ -138,3 +138,14 @@ def test_v6m_kernel_splits_the_low_values_only_beyond_the_bound(tmp_path: Path) 
             assert direct == (name != "h")
             assert ("sxtb %[m]" in body) == (not direct)
             assert ("lenet_sext24(a0)" in body) == direct
+
+
+def test_one_strip_layers_slide_the_packed_tile_down(tmp_path: Path) -> None:
+    """model_j's two convolutions have one strip per block row: their portable code refills
+    only the last two packed rows after the first block row (<name>_vfill); layers with
+    narrower strips do not have it."""
+    for name, want in (("j", {"conv0", "conv1"}), ("e", set()), ("f", set())):
+        plan = render_standalone(MODELS[name](), tmp_path)
+        layers = (tmp_path / "lenet_layers.c").read_text()
+        have = {s.name for s in plan.steps if f"lenet_{s.name}_tile_vfill(" in layers}
+        assert have == want, name

@@ -270,6 +270,20 @@ def model_i() -> bytes:
     return n.build()
 
 
+def model_j() -> bytes:
+    """One strip per block row (the arena is set by the wide layer after): LeNet's first layer
+    with SAME padding, LOGISTIC and an average pool, then a 3x3 SAME convolution without
+    pooling. On the portable path each block row's packed tile is the previous one's moved up
+    two rows (tile vfill), padding rows at both ends."""
+    n = Net([1, 12, 12, 1], RNG_SEED + 8)
+    n.conv(4, 5, "SAME", 1)
+    n.elementwise("LOGISTIC")
+    n.pool("AVERAGE_POOL_2D", 2, 2, "VALID")
+    n.conv(32, 3, "SAME", 1)
+    n.flatten_fc(5)
+    return n.build()
+
+
 MODELS = {
     "a": model_a,
     "b": model_b,
@@ -280,6 +294,7 @@ MODELS = {
     "g": model_g,
     "h": model_h,
     "i": model_i,
+    "j": model_j,
 }
 
 
