@@ -71,22 +71,14 @@ def optimize_markdown(main: dict[str, Any]) -> list[str]:
         ("`LENET_SCRATCH_SIZE` (B)", e["scratch_size"], size["scratch_size"]),
         ("weights and tables, `const` (B)", e["weight_bytes"]["total"], size["weight_bytes"]),
     ]
-    for c in size["cores"]:
-        fast = speed.get(c["label"])
-        if fast is None:
-            continue
-        rows.append((f"library flash, {c['label']} (B)", fast["code_bytes"], c["code_bytes"]))
-    for c in size["cores"]:
-        fast = speed.get(c["label"])
-        if fast is None:
-            continue
-        rows.append(
-            (
-                f"instructions per inference, {c['label']}",
-                fast["instructions"],
-                c["instructions"],
-            )
-        )
+    pairs = [(speed[c["label"]], c) for c in size["cores"] if c["label"] in speed]
+    rows += [
+        (f"library flash, {c['label']} (B)", f["code_bytes"], c["code_bytes"]) for f, c in pairs
+    ]
+    rows += [
+        (f"instructions per inference, {c['label']}", f["instructions"], c["instructions"])
+        for f, c in pairs
+    ]
     exact = all(c["bit_exact"] for c in size["cores"])
     lines = [
         f"## `export-c --optimize speed` and `size` (`{main['variant']}`)",

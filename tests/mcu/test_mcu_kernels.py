@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from firmware_export import mcu
+from firmware_export import quantmath as qm
 from firmware_export.csyntax import c_values
 from firmware_export.export import reference_outputs
 from tests.support import C_DIR
@@ -132,8 +133,6 @@ def _requant_cases(n: int) -> list[tuple[int, int, int, int, int]]:
 
 
 def _index(a: int, m: int, rnd: int, rshift: int) -> int:
-    from firmware_export import quantmath as qm
-
     v = (qm.mulhi_round(a, m) + (a >> 31) + rnd) >> rshift
     return min(max(v, -128), 127) + 128
 
