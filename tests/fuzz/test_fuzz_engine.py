@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +143,6 @@ def test_an_overrun_is_caught_by_the_sanitizer(seed_export: Any, tmp_path: Path)
 def test_fuzz_scripts_never_overwrite_their_model(script: str, tmp_path: Path) -> None:
     """The fuzz scripts' figures (--out, and fuzz_reader's --write) are checked before the
     run: naming the model under test is one line, exit 2, and the model stays as it was."""
-    import subprocess
-    import sys
-
     path = Path(__file__).resolve().parents[2] / "scripts" / script
     model = tmp_path / "m.tflite"
     model.write_bytes(b"TFL3 not really a model")
